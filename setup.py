@@ -1,0 +1,12 @@
+"""Native parts of the build; everything else lives in pyproject.toml."""
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "imageformat._highwayhash",
+            sources=["imageformat/_highwayhash.c"],
+            extra_compile_args=["-O3", "-std=c11"],
+        )
+    ]
+)
