@@ -1,0 +1,43 @@
+"""The SavedModel image format (saved_model.cpb) for open-source TensorFlow.
+
+    imageformat.save(obj, export_dir, signatures=None, options=None, *, max_chunk_size=None)
+    imageformat.load(export_dir, tags=None, options=None)
+    imageformat.read_saved_model(export_dir, ...)  -> merged SavedModel proto
+    imageformat.enable(*, max_chunk_size=None)     -> TensorFlow's own save/load use it
+
+The TensorFlow-facing names load lazily, so ``imageformat.riegeli`` and
+other TensorFlow-free parts can be imported without importing TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imageformat.chunked import read_saved_model, write_saved_model_proto
+    from imageformat.loading import load
+    from imageformat.saving import save
+    from imageformat.tf_support import enable
+
+_EXPORTS = {
+    "save": "imageformat.saving",
+    "load": "imageformat.loading",
+    "enable": "imageformat.tf_support",
+    "read_saved_model": "imageformat.chunked",
+    "write_saved_model_proto": "imageformat.chunked",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imageformat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

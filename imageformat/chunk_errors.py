@@ -1,0 +1,19 @@
+"""Errors of the chunked-proto layer (splitter, merger, .cpb files)."""
+from __future__ import annotations
+
+
+class ChunkedFormatError(ValueError):
+    """A chunked proto (a .cpb file or in-memory chunks) is malformed.
+
+    ``str()`` reads "<source>: <problem>", naming the file (or "<chunks>" for
+    in-memory chunks) and what is wrong with it.
+    """
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class SplitError(ValueError):
+    """A message cannot be split into chunks under the protobuf size limit."""

@@ -1,0 +1,196 @@
+"""Chunked proto files (saved_model.cpb): writing a split plan, reading it back.
+
+A .cpb is a Riegeli/records file with one record per chunk, in chunk order,
+and a last record holding the serialized ChunkMetadata (chunk types, sizes,
+numeric record positions and the ChunkedMessage tree).
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import TYPE_CHECKING, BinaryIO
+
+from google.protobuf.message import DecodeError, Message
+
+from imageformat import merger, splitter
+from imageformat.chunk_errors import ChunkedFormatError
+from imageformat.proto import chunk_pb2
+from imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
+
+if TYPE_CHECKING:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+SAVED_MODEL_PB = "saved_model.pb"
+SAVED_MODEL_PBTXT = "saved_model.pbtxt"
+SAVED_MODEL_CPB = "saved_model.cpb"
+DEFAULT_MAX_CHUNK_SIZE = splitter.DEFAULT_MAX_CHUNK_SIZE
+
+
+def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_dir: str | os.PathLike, *,
+                            max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE,
+                            compression: str = "none") -> str:
+    """Writes ``saved_model`` into ``export_dir``; returns the path written.
+
+    ``saved_model.cpb`` when the proto is estimated above ``max_chunk_size``
+    (default 1.5 GiB), else a plain ``saved_model.pb`` (deterministic
+    serialization), as TensorFlow does. The file appears atomically and a
+    stale counterpart (.pb vs .cpb) from an earlier write is removed.
+    ``saved_model`` is not modified.
+    """
+    export_dir = os.fspath(export_dir)
+    _check_compression(compression)
+    plan = splitter.plan_split(saved_model, max_chunk_size)
+    os.makedirs(export_dir, exist_ok=True)
+    if plan.is_split:
+        path = os.path.join(export_dir, SAVED_MODEL_CPB)
+        _write_atomically(path, lambda f: write_chunked(f, plan, compression=compression))
+    else:
+        path = os.path.join(export_dir, SAVED_MODEL_PB)
+        _write_atomically(path, lambda f: f.write(plan.chunks[0].data()))
+    stale = os.path.join(export_dir, SAVED_MODEL_PB if plan.is_split else SAVED_MODEL_CPB)
+    if os.path.exists(stale):
+        os.remove(stale)
+    return path
+
+
+def read_saved_model(export_dir: str | os.PathLike, *,
+                     skip_large_constants: bool = False) -> "saved_model_pb2.SavedModel":
+    """Reads the SavedModel proto of ``export_dir``: .pb, else .pbtxt, else .cpb (merged).
+
+    The preference is the one of TensorFlow's Python loader (and of
+    ``imageformat.load``). ``skip_large_constants`` (.cpb only) leaves the
+    tensor_content of constants stored as separate chunks empty and does not
+    read them: enough to inspect signatures and the graph structure.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2  # heavy import, only when needed
+
+    export_dir = os.fspath(export_dir)
+    pb = os.path.join(export_dir, SAVED_MODEL_PB)
+    pbtxt = os.path.join(export_dir, SAVED_MODEL_PBTXT)
+    cpb = os.path.join(export_dir, SAVED_MODEL_CPB)
+    if os.path.exists(pb):
+        saved_model = saved_model_pb2.SavedModel()
+        with open(pb, "rb") as f:
+            try:
+                saved_model.ParseFromString(f.read())
+            except DecodeError as e:
+                raise ChunkedFormatError(pb, f"not a valid SavedModel: {e}") from None
+        return saved_model
+    if os.path.exists(pbtxt):
+        from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+        with open(pbtxt, encoding="utf-8") as f:
+            try:
+                return text_format.Parse(f.read(), saved_model_pb2.SavedModel())
+            except text_format.ParseError as e:
+                raise ChunkedFormatError(pbtxt, f"not a valid SavedModel: {e}") from None
+    if os.path.exists(cpb):
+        return read_chunked(cpb, saved_model_pb2.SavedModel, skip_large_constants=skip_large_constants)
+    raise FileNotFoundError(f"{export_dir}: no {SAVED_MODEL_PB}, {SAVED_MODEL_PBTXT} or {SAVED_MODEL_CPB}")
+
+
+def write_chunked(dest: str | os.PathLike | BinaryIO, plan: splitter.SplitPlan, *,
+                  compression: str = "none") -> chunk_pb2.ChunkMetadata:
+    """Writes a split plan as a Riegeli file (path or binary file); returns its metadata.
+
+    Chunks are produced one at a time, so only one large chunk is in memory.
+    """
+    metadata = chunk_pb2.ChunkMetadata(version=splitter.version_def())
+    metadata.message.CopyFrom(plan.chunked_message)
+    with RecordWriter(dest, compression=compression) as writer:
+        for chunk, data in plan.iter_data():
+            position = writer.write_record(data)
+            metadata.chunks.add(type=chunk.type, size=len(data), offset=position)
+            del data
+        writer.write_record(metadata.SerializeToString(deterministic=True))
+    return metadata
+
+
+def read_chunked(src: str | os.PathLike | BinaryIO, message_type: type[Message], *,
+                 skip_large_constants: bool = False) -> Message:
+    """Merges the chunked proto file ``src`` (path or binary file) into a new ``message_type``."""
+    with ChunkedFile(src) as chunked_file:
+        return merger.merge(chunked_file, chunked_file.metadata, message_type,
+                            skip_large_constants=skip_large_constants)
+
+
+class ChunkedFile:
+    """An open .cpb: its ChunkMetadata, and its chunks by index (a merger.ChunkSource)."""
+
+    def __init__(self, src: str | os.PathLike | BinaryIO, *, name: str | None = None):
+        if isinstance(src, (str, os.PathLike)):
+            self.name = name or os.fspath(src)
+            src = self.name
+        else:
+            self.name = name or str(getattr(src, "name", "<stream>"))
+        try:
+            self._reader = RecordReader(src, name=self.name)
+        except RiegeliError as e:
+            raise ChunkedFormatError(self.name, f"not a Riegeli/records file: {e.reason}") from None
+        try:
+            self.metadata = self._read_metadata()
+        except BaseException:
+            self._reader.close()
+            raise
+
+    def _read_metadata(self) -> chunk_pb2.ChunkMetadata:
+        try:
+            data = self._reader.read_last_record()
+        except RiegeliError as e:
+            raise ChunkedFormatError(self.name, f"cannot read the ChunkMetadata (last record): "
+                                                f"{_where(e)}{e.reason}") from None
+        metadata = chunk_pb2.ChunkMetadata()
+        try:
+            metadata.ParseFromString(data)
+        except DecodeError as e:
+            raise ChunkedFormatError(self.name, f"last record is not a ChunkMetadata: {e}") from None
+        merger.check_version(metadata, self.name)
+        return metadata
+
+    def __len__(self) -> int:
+        return len(self.metadata.chunks)
+
+    def chunk_type(self, index: int) -> int:
+        return self.metadata.chunks[index].type
+
+    def read(self, index: int) -> bytes:
+        info = self.metadata.chunks[index]
+        try:
+            data = self._reader.read_record_at(info.offset)
+        except RiegeliError as e:
+            raise ChunkedFormatError(self.name, f"chunk {index} (record position {info.offset}): "
+                                                f"{_where(e)}{e.reason}") from None
+        if len(data) != info.size:
+            raise ChunkedFormatError(self.name, f"chunk {index} (record position {info.offset}) has "
+                                                f"{len(data)} bytes but the metadata says {info.size}")
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> ChunkedFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _check_compression(compression: str) -> None:
+    """Rejects an unknown compression now, not only once a model needs splitting."""
+    RecordWriter(io.BytesIO(), compression=compression).close()
+
+
+def _where(error: RiegeliError) -> str:
+    return f"at byte {error.offset}: " if error.offset is not None else ""
+
+
+def _write_atomically(path: str, write) -> None:
+    """Writes through ``write(file)`` into a temporary file renamed over ``path``."""
+    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise

@@ -1,0 +1,21 @@
+"""imageformat.load: tf.saved_model.load that also reads saved_model.cpb."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from imageformat import tf_support
+
+
+def load(export_dir: str | os.PathLike, tags: Any = None,
+         options: tf.saved_model.LoadOptions | None = None) -> Any:
+    """Loads a SavedModel directory holding saved_model.pb or saved_model.cpb.
+
+    Same result and errors as ``tf.saved_model.load``; for a .cpb the chunks
+    are merged into the SavedModel proto in memory (it may exceed 2 GiB) and
+    TensorFlow restores functions and constants from it piece by piece.
+    """
+    with tf_support.chunked_loading():
+        return tf.saved_model.load(os.fspath(export_dir), tags=tags, options=options)

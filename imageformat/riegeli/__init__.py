@@ -1,0 +1,12 @@
+"""Riegeli/records files: the container of TensorFlow's chunked protos (.cpb).
+
+    with RecordWriter(path, compression="none") as w:
+        pos = w.write_record(b"...")        # numeric position
+    with RecordReader(path) as r:
+        r.read_record_at(pos); r.read_last_record(); list(r)
+"""
+from imageformat.riegeli.errors import RiegeliError
+from imageformat.riegeli.reader import FILE_SIGNATURE, RecordReader
+from imageformat.riegeli.writer import RecordWriter
+
+__all__ = ["FILE_SIGNATURE", "RecordReader", "RecordWriter", "RiegeliError"]

@@ -1,0 +1,163 @@
+"""Compressed blocks inside chunk data.
+
+A compressed block is varint64(decompressed size) followed by the compressed
+stream; with compression "none" the block is the raw bytes.  Decompression is
+streamed in bounded pieces and stops as soon as output passes the declared
+size, so a forged size or a decompression bomb costs at most the allowed
+limit, never an allocation taken on trust from the file.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import brotli
+import zstandard
+
+from imageformat._highwayhash import BytesFiller  # output buffer that becomes the record
+from imageformat.riegeli.errors import ChunkFormatError
+from imageformat.riegeli.varint import decode_varint, encode_varint
+
+NONE = 0
+BROTLI = ord("b")
+ZSTD = ord("z")
+
+COMPRESSION_TYPES = {"none": NONE, "brotli": BROTLI, "zstd": ZSTD}
+DEFAULT_LEVELS = {"none": None, "brotli": 6, "zstd": 3}
+_NAMES = {NONE: "none", BROTLI: "brotli", ZSTD: "zstd", ord("s"): "snappy"}
+
+_PIECE = 16 << 20  # decompressor output per step
+_PLAUSIBLE_RATIO = 64  # preallocate output up to this many bytes per compressed byte
+
+
+class DecompressionError(ChunkFormatError):
+    """Bad compressed block; the reader adds file name and offset."""
+
+
+def compression_name(code: int) -> str:
+    return _NAMES.get(code, f"unknown (0x{code:02x})")
+
+
+def compress_block(compression: int, data: bytes | bytearray | memoryview,
+                   level: int | None) -> list[bytes]:
+    """A compressed block for brotli or zstd: [size prefix, stream] (not joined)."""
+    if compression == ZSTD:
+        stream = zstandard.ZstdCompressor(level=3 if level is None else level).compress(data)
+    elif compression == BROTLI:
+        stream = brotli.compress(data, quality=6 if level is None else level)
+    else:
+        raise ValueError(f"not a compressing codec: {compression}")
+    return [encode_varint(len(data)), stream]
+
+
+def decompress_block(compression: int, block: memoryview, max_size: int) -> bytes | bytearray:
+    """Decompress one block, whose declared size must be <= ``max_size``.
+
+    Output goes into one buffer of the declared size when that size is
+    plausible for the stream's length; otherwise it grows only as real output
+    arrives, so a forged size alone never causes a big allocation.
+    """
+    if compression == NONE:
+        if len(block) > max_size:
+            raise DecompressionError(f"block of {len(block)} bytes exceeds the allowed {max_size}")
+        return bytearray(block)
+    parsed = decode_varint(block, 0)
+    if parsed is None:
+        raise DecompressionError("bad varint for the decompressed size")
+    size, start = parsed
+    if size > max_size:
+        raise DecompressionError(f"declared decompressed size {size} exceeds the allowed {max_size}")
+    stream = block[start:]
+    if size == 0 and len(stream) == 0:
+        return b""
+    plausible = size <= _PLAUSIBLE_RATIO * len(stream) + _PIECE
+    if compression == ZSTD and plausible:
+        return _zstd_exact(stream, size)
+    if compression == ZSTD:
+        pieces = _zstd_pieces(stream, size)
+    elif compression == BROTLI:
+        pieces = _brotli_pieces(stream, size)
+    else:
+        raise DecompressionError(f"unsupported compression type {compression_name(compression)}")
+    if plausible:
+        out = _collect_exact(pieces, size)
+    else:
+        out = bytearray()
+        for piece in pieces:
+            out += piece
+            if len(out) > size:
+                raise DecompressionError(f"decompresses to more than the declared {size} bytes")
+        if len(out) != size:
+            raise DecompressionError(f"decompressed to {len(out)} bytes, declared {size}")
+    return out
+
+
+def _collect_exact(pieces: Iterator[bytes], size: int) -> bytes | bytearray:
+    filler = BytesFiller(size)
+    view = memoryview(filler)
+    got = 0
+    try:
+        for piece in pieces:
+            if got + len(piece) > size:
+                raise DecompressionError(f"decompresses to more than the declared {size} bytes")
+            view[got:got + len(piece)] = piece
+            got += len(piece)
+    finally:
+        view.release()
+    if got != size:
+        raise DecompressionError(f"decompressed to {got} bytes, declared {size}")
+    return filler.take()
+
+
+def _zstd_exact(stream: memoryview, size: int) -> bytes:
+    """Decompress straight into the bytes object returned."""
+    filler = BytesFiller(size)
+    view = memoryview(filler)
+    got = 0
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
+        while got < size:
+            n = reader.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        extra = reader.read(1)
+    except zstandard.ZstdError as exc:
+        raise DecompressionError(f"zstd: {exc}") from None
+    finally:
+        view.release()
+    if got != size or extra:
+        raise DecompressionError(f"decompressed to {got}{'+' if extra else ''} bytes, declared {size}")
+    return filler.take()
+
+
+def _zstd_pieces(stream: memoryview, size: int) -> Iterator[bytes]:
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
+        produced = 0
+        while produced <= size:
+            piece = reader.read(min(_PIECE, size + 1 - produced))
+            if not piece:
+                return
+            produced += len(piece)
+            yield piece
+    except zstandard.ZstdError as exc:
+        raise DecompressionError(f"zstd: {exc}") from None
+
+
+def _brotli_pieces(stream: memoryview, size: int) -> Iterator[bytes]:
+    decoder = brotli.Decompressor()
+    produced = 0
+    try:
+        piece = decoder.process(stream, output_buffer_limit=_PIECE)
+        while True:
+            produced += len(piece)
+            yield piece
+            if produced > size or decoder.is_finished() or decoder.can_accept_more_data():
+                break
+            piece = decoder.process(b"", output_buffer_limit=_PIECE)
+            if not piece:
+                break
+    except brotli.error as exc:
+        raise DecompressionError(f"brotli: {exc}") from None
+    if produced <= size and not decoder.is_finished():
+        raise DecompressionError("brotli: stream is truncated")

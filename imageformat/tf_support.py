@@ -1,0 +1,369 @@
+"""Image-format save and load inside open-source TensorFlow 2.21.
+
+The pip build of TensorFlow has the image-format code path in save.py but
+never imports a splitter, refuses the option in SaveOptions, serializes the
+whole GraphDef at once (fatal past 2 GiB), and reads only .pb/.pbtxt on load.
+This module patches exactly those four places, and only while one of our
+saves or loads runs (or for good after ``enable()``).
+
+Every internal we touch is checked at import; a TensorFlow whose internals
+differ gets an ImportError naming the version, never a silently wrong file.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+import os
+import threading
+from typing import Any, Callable, Iterator
+
+import tensorflow as tf
+from google.protobuf import message
+from tensorflow.python.framework import ops
+from tensorflow.python.lib.io import file_io
+from tensorflow.python.saved_model import builder_impl
+from tensorflow.python.saved_model import fingerprinting_utils
+from tensorflow.python.saved_model import load as load_lib
+from tensorflow.python.saved_model import loader_impl
+from tensorflow.python.saved_model import save as save_lib
+from tensorflow.python.saved_model import save_options
+from tensorflow.python.saved_model.pywrap_saved_model import constants
+from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
+
+SUPPORTED_VERSIONS = "2.21.x"
+_SUPPORTED_PREFIX = "2.21."
+
+
+class UnsupportedTensorFlowError(ImportError):
+    """The installed TensorFlow lacks an internal the image format relies on."""
+
+
+# --------------------------------------------------------------------------
+# Version and shape check
+# --------------------------------------------------------------------------
+
+def _names_used(function: Any) -> set[str]:
+    """Global and attribute names a function's code refers to."""
+    return set(inspect.unwrap(function).__code__.co_names)
+
+
+def _params(function: Any) -> list[str]:
+    return list(inspect.signature(inspect.unwrap(function)).parameters)
+
+
+def _require(condition: bool, what: str) -> str | None:
+    return None if condition else what
+
+
+def _check_version(version: str) -> str | None:
+    return _require(version.startswith(_SUPPORTED_PREFIX), f"version {version} is outside {SUPPORTED_VERSIONS}")
+
+
+def _check_save_options() -> str | None:
+    return _require(
+        isinstance(getattr(save_options, "is_oss", None), bool)
+        and "experimental_image_format" in getattr(save_options.SaveOptions, "__slots__", ()),
+        "save_options.is_oss / SaveOptions.experimental_image_format")
+
+
+def _check_save_splitter_call() -> str | None:
+    function = getattr(save_lib, "save_and_return_nodes", None)
+    return _require(
+        function is not None
+        and {"proto_splitter", "SavedModelSplitter", "write_fingerprint"} <= _names_used(function),
+        "save.save_and_return_nodes calling proto_splitter.SavedModelSplitter(...).write(prefix)")
+
+
+def _check_fill_meta_graph_def() -> str | None:
+    fill = getattr(save_lib, "_fill_meta_graph_def", None)
+    build = getattr(save_lib, "_build_meta_graph_impl", None)
+    return _require(
+        fill is not None and build is not None
+        and "saveable_view" in _params(fill)
+        and "_as_graph_def" in _names_used(fill)
+        and "_fill_meta_graph_def" in _names_used(build),
+        "save._fill_meta_graph_def(saveable_view=...) calling Graph._as_graph_def")
+
+
+def _check_graph_internals() -> str | None:
+    as_graph_def = getattr(ops.Graph, "_as_graph_def", None)
+    if as_graph_def is None:
+        return "ops.Graph._as_graph_def"
+    graph = ops.Graph()
+    return _require(
+        _params(as_graph_def) == ["self", "from_version", "add_shapes", "use_pybind11_proto"]
+        and all(hasattr(graph, name) for name in ("_functions", "_lock", "graph_def_versions", "version"))
+        and hasattr(ops.Operation, "_node_def"),
+        "ops.Graph._as_graph_def(self, from_version, add_shapes, use_pybind11_proto), "
+        "Graph._functions/_lock/graph_def_versions, Operation._node_def")
+
+
+def _check_loader() -> str | None:
+    parse = getattr(loader_impl, "parse_saved_model", None)
+    with_debug = getattr(loader_impl, "parse_saved_model_with_debug_info", None)
+    load_partial = getattr(load_lib, "load_partial", None)
+    return _require(
+        parse is not None and with_debug is not None and load_partial is not None
+        and _params(parse) == ["export_dir"]
+        and "parse_saved_model" in _names_used(with_debug)
+        and "parse_saved_model_with_debug_info" in _names_used(load_partial),
+        "loader_impl.parse_saved_model(export_dir) reached from load.load_partial")
+
+
+def _check_constants_and_fingerprinting() -> str | None:
+    return _require(
+        getattr(constants, "SAVED_MODEL_FILENAME_CPB", None) == "saved_model.cpb"
+        and getattr(constants, "SAVED_MODEL_FILENAME_PB", None) == "saved_model.pb"
+        and getattr(constants, "SAVED_MODEL_FILENAME_PREFIX", None) == "saved_model"
+        and callable(getattr(fingerprinting_pywrap, "CreateFingerprintDef", None))
+        and callable(getattr(fingerprinting_utils, "write_fingerprint", None)),
+        "saved_model constants (saved_model.cpb) and CreateFingerprintDef")
+
+
+_SHAPE_CHECKS: tuple[Callable[[], str | None], ...] = (
+    _check_save_options,
+    _check_save_splitter_call,
+    _check_fill_meta_graph_def,
+    _check_graph_internals,
+    _check_loader,
+    _check_constants_and_fingerprinting,
+)
+
+
+def check_supported(version: str | None = None) -> None:
+    """Raises UnsupportedTensorFlowError unless every patched internal is as expected."""
+    installed = tf.__version__ if version is None else version
+    problems = [problem for problem in [_check_version(installed)] if problem]
+    for check in _SHAPE_CHECKS:
+        try:
+            problem = check()
+        except (AttributeError, TypeError, ValueError) as error:
+            problem = f"{check.__name__}: {error}"
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise UnsupportedTensorFlowError(
+            f"imageformat supports TensorFlow {SUPPORTED_VERSIONS}; the installed TensorFlow "
+            f"{installed} does not match what it patches: missing or changed: "
+            + "; ".join(problems))
+
+
+check_supported()
+
+# Captured after the check: the originals our patches wrap and restore.
+_ORIGINAL_FILL_META_GRAPH_DEF = save_lib._fill_meta_graph_def  # pylint: disable=protected-access
+_ORIGINAL_AS_GRAPH_DEF = ops.Graph._as_graph_def  # pylint: disable=protected-access
+_ORIGINAL_PARSE_SAVED_MODEL = loader_impl.parse_saved_model
+_MISSING = object()
+_ORIGINAL_SAVE_SPLITTER = getattr(save_lib, "proto_splitter", _MISSING)
+_ORIGINAL_BUILDER_SPLITTER = getattr(builder_impl, "proto_splitter", _MISSING)
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+
+def image_format_options(options: save_options.SaveOptions | None) -> save_options.SaveOptions:
+    """A copy of ``options`` with experimental_image_format set.
+
+    The constructor refuses the flag in OSS builds; the attribute itself is
+    plain, so it is set after construction on a copy (the caller's object is
+    left as it was).
+    """
+    copy = save_options.SaveOptions()
+    if options is not None:
+        if not isinstance(options, save_options.SaveOptions):
+            raise TypeError(f"options must be tf.saved_model.SaveOptions, got {type(options).__name__}")
+        for name in save_options.SaveOptions.__slots__:
+            setattr(copy, name, getattr(options, name))
+    copy.experimental_image_format = True
+    return copy
+
+
+# --------------------------------------------------------------------------
+# The patched functions
+# --------------------------------------------------------------------------
+
+# True while _fill_meta_graph_def runs for an image-format save.
+_assembling_graph_def = contextvars.ContextVar("imageformat_assembling_graph_def", default=False)
+# Split threshold of the save running in this context (None: library default).
+_max_chunk_size = contextvars.ContextVar("imageformat_max_chunk_size", default=None)
+_enabled_max_chunk_size: int | None = None
+
+
+@functools.wraps(_ORIGINAL_FILL_META_GRAPH_DEF)
+def _fill_meta_graph_def(*args: Any, **kwargs: Any) -> Any:
+    bound = inspect.signature(_ORIGINAL_FILL_META_GRAPH_DEF).bind(*args, **kwargs)
+    saveable_view = bound.arguments["saveable_view"]
+    if not saveable_view.options.experimental_image_format:
+        return _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
+    token = _assembling_graph_def.set(True)
+    try:
+        return _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
+    finally:
+        _assembling_graph_def.reset(token)
+
+
+@functools.wraps(_ORIGINAL_AS_GRAPH_DEF)
+def _as_graph_def(self: ops.Graph, from_version: Any = None, add_shapes: bool = False,
+                  use_pybind11_proto: bool = False) -> Any:
+    if _assembling_graph_def.get() and from_version is None:
+        from imageformat import graph_assembly  # pylint: disable=import-outside-toplevel
+        return graph_assembly.assemble_graph_def(self, add_shapes=add_shapes), self.version
+    return _ORIGINAL_AS_GRAPH_DEF(self, from_version, add_shapes, use_pybind11_proto)
+
+
+class SavedModelSplitter:
+    """Stands in for TensorFlow's internal proto_splitter.SavedModelSplitter."""
+
+    def __init__(self, saved_model: Any) -> None:
+        self._saved_model = saved_model
+
+    def write(self, prefix: str | bytes, writer_options: Any = None) -> str:
+        """Writes ``<prefix>.cpb`` (or ``.pb`` if nothing needs splitting); returns the path."""
+        del writer_options  # TensorFlow's Riegeli options; our writer picks its own.
+        from imageformat import chunked  # pylint: disable=import-outside-toplevel
+        prefix = os.fsdecode(prefix)
+        export_dir, name = os.path.split(prefix)
+        if name != constants.SAVED_MODEL_FILENAME_PREFIX:
+            raise ValueError(f"{prefix}: expected a path ending in /{constants.SAVED_MODEL_FILENAME_PREFIX}")
+        chunk_size = _max_chunk_size.get()
+        if chunk_size is None:
+            chunk_size = _enabled_max_chunk_size
+        kwargs = {} if chunk_size is None else {"max_chunk_size": chunk_size}
+        # Also removes a stale saved_model.pb/.cpb of an earlier save, which
+        # loaders would otherwise prefer or confuse with the new file.
+        return os.fspath(chunked.write_saved_model_proto(self._saved_model, export_dir, **kwargs))
+
+
+class _SplitterModule:
+    """What save.py and builder_impl.py find under the name ``proto_splitter``."""
+
+    SavedModelSplitter = SavedModelSplitter
+
+
+_SPLITTER_MODULE = _SplitterModule()
+
+
+@functools.wraps(_ORIGINAL_PARSE_SAVED_MODEL)
+def _parse_saved_model(export_dir: Any) -> Any:
+    directory = os.fsdecode(os.fspath(export_dir))
+    has_plain = any(
+        file_io.file_exists(file_io.join(directory, name))
+        for name in (constants.SAVED_MODEL_FILENAME_PB, constants.SAVED_MODEL_FILENAME_PBTXT))
+    cpb_path = file_io.join(directory, constants.SAVED_MODEL_FILENAME_CPB)
+    # Same preference as TensorFlow's internal build: .pb, then .pbtxt, then .cpb.
+    if has_plain or not file_io.file_exists(cpb_path):
+        return _ORIGINAL_PARSE_SAVED_MODEL(export_dir)
+    from imageformat import chunked  # pylint: disable=import-outside-toplevel
+    try:
+        return chunked.read_saved_model(directory)
+    except (ValueError, message.DecodeError) as error:
+        # TensorFlow's loaders report unreadable program files as IOError.
+        raise IOError(f"Cannot parse file {cpb_path}: {error}") from error
+
+
+# --------------------------------------------------------------------------
+# Installing and removing patches
+# --------------------------------------------------------------------------
+
+class _PatchSet:
+    """Module attributes swapped in while at least one user holds the set."""
+
+    def __init__(self, patches: list[tuple[Any, str, Any, Any]]) -> None:
+        # (owner, attribute, replacement, original or _MISSING)
+        self._patches = patches
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                for owner, attribute, replacement, _ in self._patches:
+                    setattr(owner, attribute, replacement)
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for owner, attribute, _, original in self._patches:
+                    if original is _MISSING:
+                        delattr(owner, attribute)
+                    else:
+                        setattr(owner, attribute, original)
+
+    @property
+    def active(self) -> bool:
+        return self._users > 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+_SAVE_PATCHES = _PatchSet([
+    (save_lib, "proto_splitter", _SPLITTER_MODULE, _ORIGINAL_SAVE_SPLITTER),
+    (builder_impl, "proto_splitter", _SPLITTER_MODULE, _ORIGINAL_BUILDER_SPLITTER),
+    (save_lib, "_fill_meta_graph_def", _fill_meta_graph_def, _ORIGINAL_FILL_META_GRAPH_DEF),
+    (ops.Graph, "_as_graph_def", _as_graph_def, _ORIGINAL_AS_GRAPH_DEF),
+])
+_LOAD_PATCHES = _PatchSet([
+    (loader_impl, "parse_saved_model", _parse_saved_model, _ORIGINAL_PARSE_SAVED_MODEL),
+])
+_ALLOW_OPTION = _PatchSet([
+    (save_options, "is_oss", False, save_options.is_oss),
+])
+_enable_lock = threading.Lock()
+_enabled = False
+
+
+@contextlib.contextmanager
+def image_format_saving(max_chunk_size: int | None = None) -> Iterator[None]:
+    """Within the block, image-format saves go through our splitter and graph assembly."""
+    if max_chunk_size is not None and (not isinstance(max_chunk_size, int) or max_chunk_size <= 0):
+        raise ValueError(f"max_chunk_size must be a positive int, got {max_chunk_size!r}")
+    token = _max_chunk_size.set(max_chunk_size)
+    try:
+        with _SAVE_PATCHES.held():
+            yield
+    finally:
+        _max_chunk_size.reset(token)
+
+
+@contextlib.contextmanager
+def chunked_loading() -> Iterator[None]:
+    """Within the block, TensorFlow's loaders read saved_model.cpb too."""
+    with _LOAD_PATCHES.held():
+        yield
+
+
+def enable(*, max_chunk_size: int | None = None) -> None:
+    """Makes TensorFlow's own save/load handle the image format from now on.
+
+    ``tf.saved_model.save(..., options=tf.saved_model.SaveOptions(
+    experimental_image_format=True))`` then writes through our splitter, and
+    ``tf.saved_model.load`` reads saved_model.cpb. Idempotent; a later call
+    may change ``max_chunk_size`` (None: the splitter's default).
+    """
+    global _enabled, _enabled_max_chunk_size  # pylint: disable=global-statement
+    if max_chunk_size is not None and (not isinstance(max_chunk_size, int) or max_chunk_size <= 0):
+        raise ValueError(f"max_chunk_size must be a positive int, got {max_chunk_size!r}")
+    with _enable_lock:
+        _enabled_max_chunk_size = max_chunk_size
+        if _enabled:
+            return
+        _ALLOW_OPTION.acquire()
+        _SAVE_PATCHES.acquire()
+        _LOAD_PATCHES.acquire()
+        _enabled = True
+
+
+def is_enabled() -> bool:
+    return _enabled
