@@ -1,0 +1,129 @@
+"""File manifests: relative path, size, crc32c and sha256 of every file in an export.
+
+crc32c is the base64 of the big-endian 4-byte value, the form GCS reports in
+object metadata, so it can be compared with the backend's own checksum.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from typing import BinaryIO, Iterable
+
+import google_crc32c
+
+from .errors import StorageError
+from .transfer import run_parallel
+from .uris import validate_relative_path
+
+READ_CHUNK = 8 << 20
+# TensorFlow treats these as "export finished"; they are written last.
+MARKER_FILES = ("saved_model.pb", "saved_model.cpb")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # posix, relative to the export directory
+    size: int
+    crc32c: str  # base64 of big-endian crc32c, as GCS reports it
+    sha256: str  # hex
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FileEntry":
+        return cls(path=data["path"], size=int(data["size"]), crc32c=data["crc32c"],
+                   sha256=data["sha256"])
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: list[FileEntry] = field(default_factory=list)
+
+    def by_path(self) -> dict[str, FileEntry]:
+        return {f.path: f for f in self.files}
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def markers(self) -> list[FileEntry]:
+        return [f for f in self.files if f.path in MARKER_FILES]
+
+    def payload(self) -> list[FileEntry]:
+        """Everything except the marker files, biggest first (better parallel packing)."""
+        return sorted((f for f in self.files if f.path not in MARKER_FILES),
+                      key=lambda f: (-f.size, f.path))
+
+    def to_list(self) -> list[dict]:
+        return [asdict(f) for f in self.files]
+
+    @classmethod
+    def from_list(cls, items: Iterable[dict]) -> "Manifest":
+        return cls(files=[FileEntry.from_dict(d) for d in items])
+
+
+class Checksummer:
+    """crc32c + sha256 + size over a stream of chunks."""
+
+    def __init__(self) -> None:
+        self._crc = google_crc32c.Checksum()
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._crc.update(chunk)
+        self._sha.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def crc32c(self) -> str:
+        return base64.b64encode(self._crc.digest()).decode("ascii")
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+
+def checksum_stream(stream: BinaryIO, chunk_size: int = READ_CHUNK) -> Checksummer:
+    """Read `stream` to the end in chunks (never whole), returning its checksums."""
+    summer = Checksummer()
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            return summer
+        summer.update(chunk)
+
+
+def entry_for_file(local_path: str, rel_path: str) -> FileEntry:
+    try:
+        with open(local_path, "rb", buffering=0) as f:
+            summer = checksum_stream(f)
+    except OSError as exc:
+        raise StorageError(f"{local_path}: cannot read: {exc.strerror or exc}") from None
+    return FileEntry(path=rel_path, size=summer.size, crc32c=summer.crc32c, sha256=summer.sha256)
+
+
+def build_manifest(local_dir: str | os.PathLike, *, workers: int = 4) -> Manifest:
+    """Walk `local_dir` and checksum every regular file (symlinks to files are followed).
+
+    Files are hashed on `workers` threads (hashlib releases the GIL on big buffers).
+    """
+    root = os.fspath(local_dir)
+    if not os.path.isdir(root):
+        raise StorageError(f"{root}: not a directory (expected a SavedModel export directory)")
+    rel_paths: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if not os.path.isfile(full):
+                raise StorageError(f"{full}: not a regular file")
+            validate_relative_path(rel, where=root)
+            rel_paths.append(rel)
+    if not rel_paths:
+        raise StorageError(f"{root}: directory is empty, nothing to publish")
+    tasks = [lambda rel=rel: entry_for_file(os.path.join(root, *rel.split("/")), rel)
+             for rel in rel_paths]
+    return Manifest(files=run_parallel(tasks, workers))

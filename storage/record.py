@@ -1,0 +1,178 @@
+"""Release records and the per-model index.
+
+Release record: <registry>/<model>/.releases/<version>.json, written by the
+owner of the version after every file (saved_model.pb|cpb last) is in place.
+It lives outside the numeric version directory so TensorFlow Serving sees
+nothing but the SavedModel there. Schema "tf-bigexport.release/1":
+
+  schema             "tf-bigexport.release/1"
+  model_name, version, uri (display URI of the version dir, no credentials)
+  job_key            the job that claimed and committed the version
+  fingerprint        from release_info (e.g. fingerprint.pb values as a dict)
+  signatures         from release_info (signature keys / specs)
+  tensorflow_version from release_info
+  job_spec_sha256    from release_info
+  files              [{path, size, crc32c (base64 BE), sha256 (hex)}], sorted by path
+  total_bytes        sum of sizes
+  created            when the version was claimed (ISO-8601 UTC)
+  committed          when the record was written (ISO-8601 UTC)
+  extra              any other release_info keys (JSON values)
+
+Index: <registry>/<model>/index.json, schema "tf-bigexport.index/1":
+{schema, model_name, latest, versions: [{version, committed, fingerprint,
+job_key, record}]}. It is derived from the release records and rebuilt by
+every commit; with concurrent publishers the last writer wins, and each
+writer re-reads the records after writing so a lost update is repaired.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import objects
+from .errors import StorageError
+from .manifest import FileEntry, Manifest
+from .uris import Location
+
+RECORD_SCHEMA = "tf-bigexport.release/1"
+INDEX_SCHEMA = "tf-bigexport.index/1"
+RELEASES_DIR = ".releases"
+INDEX_NAME = "index.json"
+RELEASE_INFO_FIELDS = ("fingerprint", "signatures", "tensorflow_version", "job_spec_sha256")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class ReleaseRecord:
+    model_name: str
+    version: int
+    uri: str
+    job_key: str
+    files: list[FileEntry]
+    fingerprint: Any = None
+    signatures: Any = None
+    tensorflow_version: str | None = None
+    job_spec_sha256: str | None = None
+    created: str = ""
+    committed: str = ""
+    extra: dict = field(default_factory=dict)
+    schema: str = RECORD_SCHEMA
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest(files=list(self.files))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["files"] = [asdict(f) for f in sorted(self.files, key=lambda f: f.path)]
+        data["total_bytes"] = self.total_bytes
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "release record") -> "ReleaseRecord":
+        if data.get("schema") != RECORD_SCHEMA:
+            raise StorageError(f"{where}: schema is {data.get('schema')!r}, expected {RECORD_SCHEMA!r}")
+        try:
+            return cls(
+                model_name=data["model_name"], version=int(data["version"]), uri=data["uri"],
+                job_key=data["job_key"], files=[FileEntry.from_dict(f) for f in data["files"]],
+                fingerprint=data.get("fingerprint"), signatures=data.get("signatures"),
+                tensorflow_version=data.get("tensorflow_version"),
+                job_spec_sha256=data.get("job_spec_sha256"), created=data.get("created", ""),
+                committed=data.get("committed", ""), extra=dict(data.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"{where}: malformed field: {exc!r}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, where: str = "release record") -> "ReleaseRecord":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StorageError(f"{where}: not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise StorageError(f"{where}: expected a JSON object")
+        return cls.from_dict(data, where=where)
+
+    @classmethod
+    def build(cls, *, model_name: str, version: int, uri: str, job_key: str,
+              manifest: Manifest, release_info: dict, created: str) -> "ReleaseRecord":
+        info = dict(release_info or {})
+        known = {k: info.pop(k, None) for k in RELEASE_INFO_FIELDS}
+        try:
+            json.dumps(info)
+            json.dumps(known)
+        except TypeError as exc:
+            raise StorageError(f"release_info for {model_name} v{version} is not JSON-serializable: {exc}") from None
+        return cls(model_name=model_name, version=version, uri=uri, job_key=job_key,
+                   files=sorted(manifest.files, key=lambda f: f.path), created=created,
+                   committed=utc_now(), extra=info, **known)
+
+
+class ReleaseStore:
+    """Reads and writes release records and the index of one registry."""
+
+    def __init__(self, loc: Location) -> None:
+        self._loc = loc
+
+    def record_path(self, model: str, version: int) -> str:
+        return self._loc.join(model, RELEASES_DIR, f"{version}.json")
+
+    def index_path(self, model: str) -> str:
+        return self._loc.join(model, INDEX_NAME)
+
+    def read(self, model: str, version: int) -> ReleaseRecord | None:
+        path = self.record_path(model, version)
+        data = objects.read_bytes_or_none(self._loc.fs, path)
+        if data is None:
+            return None
+        return ReleaseRecord.from_json(data, where=self._loc.uri_of(path))
+
+    def write(self, record: ReleaseRecord, text: str) -> None:
+        objects.write_bytes(self._loc.fs, self.record_path(record.model_name, record.version),
+                            text.encode("utf-8"))
+
+    def versions(self, model: str) -> list[int]:
+        names = objects.list_names(self._loc.fs, self._loc.join(model, RELEASES_DIR))
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+    def _build_index(self, model: str) -> dict:
+        paths = [self.record_path(model, v) for v in self.versions(model)]
+        rows = []
+        for path, data in objects.read_many_json(self._loc.fs, paths).items():
+            rows.append({"version": int(data["version"]), "committed": data.get("committed"),
+                         "fingerprint": data.get("fingerprint"), "job_key": data.get("job_key"),
+                         "record": f"{RELEASES_DIR}/{data['version']}.json"})
+        rows.sort(key=lambda r: r["version"])
+        return {"schema": INDEX_SCHEMA, "model_name": model,
+                "latest": rows[-1]["version"] if rows else None, "versions": rows}
+
+    def update_index(self, model: str, rounds: int = 4) -> dict:
+        """Rewrite index.json from the records until a re-read matches a fresh rebuild.
+
+        A concurrent publisher may overwrite it with an older view; the re-read
+        after our write catches that and writes again.
+        """
+        fresh = self._build_index(model)
+        for _ in range(rounds):
+            if self.read_index(model) == fresh:
+                break
+            objects.write_bytes(self._loc.fs, self.index_path(model), objects.dump_json(fresh))
+            fresh = self._build_index(model)
+        return fresh
+
+    def read_index(self, model: str) -> dict | None:
+        return objects.read_json_or_none(self._loc.fs, self.index_path(model))

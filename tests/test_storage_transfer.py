@@ -1,0 +1,199 @@
+"""Retries, error classification, streaming and progress of the transfer layer."""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import threading
+
+import pytest
+
+from storage import StorageError, VersionPolicy, is_transient
+from storage.manifest import checksum_stream
+from storage.transfer import Progress, RetryPolicy, run_parallel, with_retries
+from storage_testkit import make_export, read_tree, export_files
+
+FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01)
+
+
+def test_classification_of_real_backend_errors():
+    import aiohttp
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    from gcsfs.retry import HttpError
+
+    def client_error(code, status):
+        return ClientError({"Error": {"Code": code, "Message": "m"},
+                            "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+    transient = [HttpError({"code": 503, "message": "busy"}), HttpError({"code": 429, "message": "slow"}),
+                 client_error("SlowDown", 503), client_error("InternalError", 500),
+                 ConnectionResetError(errno.ECONNRESET, "reset"), TimeoutError("t"),
+                 aiohttp.ServerDisconnectedError(), EndpointConnectionError(endpoint_url="http://x"),
+                 OSError(errno.ETIMEDOUT, "timed out")]
+    permanent = [HttpError({"code": 403, "message": "no"}), HttpError({"code": 412, "message": "pre"}),
+                 HttpError({"code": 404, "message": "nf"}), client_error("AccessDenied", 403),
+                 client_error("PreconditionFailed", 412), FileNotFoundError("x"),
+                 FileExistsError("x"), PermissionError("x"), ValueError("bad")]
+    assert [is_transient(e) for e in transient] == [True] * len(transient)
+    assert [is_transient(e) for e in permanent] == [False] * len(permanent)
+    wrapped = OSError("wrapped")
+    wrapped.__cause__ = client_error("ServiceUnavailable", 503)
+    assert is_transient(wrapped)
+
+
+def test_with_retries_backs_off_on_transient_and_stops_on_permanent(caplog):
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionResetError(errno.ECONNRESET, "reset by peer")
+        return "ok"
+
+    with caplog.at_level(logging.WARNING, logger="storage"):
+        assert with_retries(flaky, "upload x", FAST) == "ok"
+    assert len(calls) == 3
+    assert caplog.text.count("upload x: transient failure") == 2
+
+    calls.clear()
+
+    def denied():
+        calls.append(1)
+        raise PermissionError("403 forbidden")
+
+    with pytest.raises(PermissionError):
+        with_retries(denied, "upload y", FAST)
+    assert len(calls) == 1
+
+    calls.clear()
+    with pytest.raises(TimeoutError):
+        with_retries(lambda: calls.append(1) or (_ for _ in ()).throw(TimeoutError("t")), "z", FAST)
+    assert len(calls) == FAST.attempts
+    delays = [RetryPolicy(base_delay=1, max_delay=5).delay(a) for a in range(1, 8)]
+    assert all(0 <= d <= 5 for d in delays)
+
+
+def test_publish_survives_transient_upload_and_copy_failures(registry_target, tmp_path, monkeypatch, caplog):
+    reg = registry_target.registry(retry=FAST)
+    fs = reg.filesystem
+    failures = {"put": set(), "copy": set()}
+    lock = threading.Lock()
+    real_put, real_cp = fs.put_file, fs.cp_file
+
+    def first_call_fails(kind, key):
+        with lock:
+            if key in failures[kind]:
+                return False
+            failures[kind].add(key)
+            return True
+
+    def put_file(lpath, rpath, *args, **kwargs):
+        if first_call_fails("put", rpath):
+            raise ConnectionResetError(errno.ECONNRESET, "injected reset")
+        return real_put(lpath, rpath, *args, **kwargs)
+
+    def cp_file(src, dst, *args, **kwargs):
+        if first_call_fails("copy", dst):
+            raise TimeoutError("injected timeout")
+        return real_cp(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "put_file", put_file)
+    monkeypatch.setattr(fs, "cp_file", cp_file)
+    export = make_export(tmp_path / "e")
+    with caplog.at_level(logging.WARNING, logger="storage"):
+        record = reg.publish(str(export), "m", VersionPolicy.next_integer(), {}, "job-r")
+    assert reg.verify_version("m", record.version) == []
+    assert len(failures["put"]) == len(export_files(export))
+    assert "injected reset" in caplog.text
+    if not registry_target.kind == "local":  # local copies are links/renames, not cp_file
+        assert len(failures["copy"]) == len(export_files(export))
+        assert "injected timeout" in caplog.text
+
+
+def test_permanent_upload_failure_is_not_retried(registry_target, tmp_path, monkeypatch):
+    reg = registry_target.registry(retry=FAST)
+    calls = []
+
+    def put_file(lpath, rpath, *args, **kwargs):
+        calls.append(rpath)
+        raise PermissionError(f"403 Forbidden: {rpath}")
+
+    monkeypatch.setattr(reg.filesystem, "put_file", put_file)
+    export = make_export(tmp_path / "e")
+    with pytest.raises(StorageError, match="PermissionError: 403 Forbidden"):
+        reg.publish(str(export), "m", VersionPolicy.next_integer(), {}, "job-p")
+    assert len(calls) <= reg.workers and len(set(calls)) == len(calls)  # no file tried twice
+    assert reg.list_versions("m") == []
+    fs = registry_target.filesystem()
+    assert read_tree(fs, fs._strip_protocol(registry_target.uri) + "/.staging") == {}
+
+
+class _CountingStream(io.RawIOBase):
+    def __init__(self, size):
+        self.left, self.reads = size, []
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        assert n > 0, "whole-stream read"
+        take = min(n, self.left)
+        self.left -= take
+        self.reads.append(take)
+        return b"\0" * take
+
+
+def test_checksums_stream_in_bounded_chunks():
+    stream = _CountingStream(5_000_000)
+    summer = checksum_stream(stream, chunk_size=1 << 20)
+    assert summer.size == 5_000_000 and max(stream.reads) == 1 << 20
+
+
+def test_progress_tty_line_and_plain_log_lines(caplog):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    progress = Progress("stage x", total_bytes=3 << 20, total_files=2, stream=tty)
+    progress.add_bytes(1 << 20)
+    progress.file_done("a", 1 << 20)
+    progress.add_bytes(2 << 20)
+    progress.file_done("b", 2 << 20)
+    progress.close()
+    assert "\rstage x: 3.0 MiB/3.0 MiB 2/2 files" in tty.getvalue()
+    assert "/s" in tty.getvalue()
+
+    plain = io.StringIO()
+    with caplog.at_level(logging.INFO, logger="storage"):
+        progress = Progress("stage y", total_bytes=10, total_files=1, stream=plain)
+        progress.add_bytes(10)
+        progress.file_done("f.bin", 10)
+        progress.close()
+    assert plain.getvalue() == ""  # no control characters where nobody watches
+    assert "stage y: f.bin (10 B) done, 1/1 files" in caplog.text
+    assert "stage y: finished 1 files" in caplog.text
+
+
+def test_run_parallel_bounds_concurrency_and_propagates_failure():
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def task():
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        threading.Event().wait(0.01)
+        with lock:
+            active[0] -= 1
+        return 1
+
+    assert run_parallel([task] * 20, 3) == [1] * 20
+    assert peak[0] <= 3
+
+    def boom():
+        raise KeyError("bad")
+
+    with pytest.raises(KeyError):
+        run_parallel([task, boom, task], 2)
