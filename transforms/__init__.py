@@ -1,0 +1,1 @@
+"""Beam stages of the export, one module per stage: trace, save, fingerprint, stage, verify, commit."""

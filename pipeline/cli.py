@@ -1,0 +1,109 @@
+"""tf-bigexport command line: run, demo, inspect, call, verify.
+
+Parsing happens here without importing TensorFlow or Beam; each command's
+module is imported only when that command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # some job failed / verification found mismatches
+EXIT_USAGE = 2  # bad arguments or a bad jobs file
+
+DEFAULT_DEMO_REGISTRY = "./registry"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --verbose works before or after the command; SUPPRESS keeps a subcommand
+    # from resetting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow/Beam logs and tracebacks")
+
+    parser = argparse.ArgumentParser(
+        prog="tf-bigexport",
+        description="Export TensorFlow models (past 2 GiB too) as image-format SavedModels and publish them.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow/Beam logs and tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[common], help="run the export pipeline on a jobs file",
+        description="Runs the export pipeline. Unrecognized --options are passed to Beam, e.g. "
+                    "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp.")
+    run.add_argument("--jobs", required=True, metavar="FILE", help="jobs file (YAML or JSON)")
+    run.add_argument("--registry", metavar="URI", help="default registry for jobs that do not name one")
+
+    demo = commands.add_parser("demo", parents=[common], help="export the built-in demo models")
+    demo.add_argument("--registry", default=DEFAULT_DEMO_REGISTRY, metavar="DIR",
+                      help=f"local registry directory (default {DEFAULT_DEMO_REGISTRY})")
+    demo.add_argument("--large", action="store_true", help="also export a model whose proto is past 2 GiB")
+
+    inspect = commands.add_parser("inspect", parents=[common],
+                                  help="show tag-sets, signatures, fingerprint and chunk layout")
+    inspect.add_argument("path", metavar="PATH_OR_URI", help="SavedModel directory or registry version URI")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    call = commands.add_parser("call", parents=[common], help="run a signature on given inputs")
+    call.add_argument("path", metavar="PATH_OR_URI")
+    call.add_argument("--signature", "--signature_def", dest="signature", default="serving_default",
+                      metavar="KEY", help="signature key (default serving_default)")
+    call.add_argument("--tag_set", default=None, help="comma-separated tags of the MetaGraph (default: serve)")
+    call.add_argument("--inputs", action="append", default=[], metavar="SPEC",
+                      help="key=file.npy | key=file.npz[var] | key=file.pkl; several joined by ';' or repeated")
+    call.add_argument("--input-exprs", "--input_exprs", dest="input_exprs", action="append", default=[],
+                      metavar="SPEC", help="key=<Python literal or np. expression>; several joined by ';'")
+    call.add_argument("--input-examples", "--input_examples", dest="input_examples", action="append",
+                      default=[], metavar="SPEC",
+                      help="key=[{feature: [values]}, ...] -> serialized tf.train.Examples")
+    call.add_argument("--outdir", metavar="DIR", help="write each output to DIR/<name>.npy")
+    call.add_argument("--overwrite", action="store_true", help="allow replacing files in --outdir")
+
+    verify = commands.add_parser("verify", parents=[common],
+                                 help="re-check a published version against its release record")
+    verify.add_argument("uri", metavar="URI", help="<registry>/<model>/<version>")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Returns (args, beam_args); only `run` accepts extra (Beam) options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args, extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    from pipeline import logs
+    logs.configure(args.verbose)
+    logs.import_tensorflow(args.verbose)  # once, quietly, before any command touches it
+    try:
+        return _dispatch(args, beam_args)
+    except BrokenPipeError:  # e.g. `tf-bigexport inspect ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, beam_args: list[str]) -> int:
+    if args.command == "run":
+        from pipeline.export import run_command
+        return run_command(args, beam_args)
+    if args.command == "demo":
+        from pipeline.demo import demo_command
+        return demo_command(args)
+    if args.command == "inspect":
+        from pipeline.inspect_model import inspect_command
+        return inspect_command(args)
+    if args.command == "call":
+        from pipeline.call_model import call_command
+        return call_command(args)
+    from pipeline.verify_release import verify_command
+    return verify_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

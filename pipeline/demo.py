@@ -1,0 +1,65 @@
+"""`demo`: export the built-in demo models into a local registry, then say what to try next."""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Any
+
+from pipeline.demo_models import demo_jobs
+from pipeline.export import run_export
+from pipeline.jobs import parse_jobs
+from pipeline.summary import format_summary
+
+# Inputs that fit each demo model's serving signature, for the printed `call` commands.
+_CALL_EXAMPLES = {
+    "mobilenet": "images=np.random.rand(1, 96, 96, 3).astype(np.float32)",
+    "vocab": 'tokens=np.array([b"token3", b"token11", b"unknown"])',
+    "split": "x=np.ones((1, 256), dtype=np.float32)",
+    "large": "x=np.zeros((1, 4), dtype=np.float32)",
+}
+
+
+def python_command() -> str:
+    """How to invoke this interpreter from the current directory."""
+    executable = sys.executable
+    relative = os.path.relpath(executable)
+    return relative if not relative.startswith("..") else executable
+
+
+def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
+    published = sorted((o for o in outcomes if o["status"] == "published"), key=lambda o: o["model_name"])
+    if not published:
+        return "Nothing was published; see the errors above."
+    py = python_command()
+    cli = f"{py} -m pipeline"
+    lines = [f"Published to {registry}:"]
+    for o in published:
+        lines.append(f"  {o['model_name']}/{o['version']}  ({o['proto_file']}, {o['chunks']} chunks, "
+                     f"{o['files']} files)")
+    split = next((o for o in published if o["proto_file"] == "saved_model.cpb"), published[0])
+    split_uri = os.path.join(registry, split["model_name"], str(split["version"]))
+    lines += ["", "Try next:", f"  {cli} inspect {shlex.quote(split_uri)}"]
+    for o in published:
+        uri = os.path.join(registry, o["model_name"], str(o["version"]))
+        if o["model_name"] in _CALL_EXAMPLES:
+            lines.append(f"  {cli} call {shlex.quote(uri)} --signature serving_default "
+                         f"--input-exprs {shlex.quote(_CALL_EXAMPLES[o['model_name']])}")
+    lines.append(f"  {cli} verify {shlex.quote(split_uri)}")
+    snippet = (f'import imageformat, tensorflow as tf; m = imageformat.load("{split_uri}"); '
+               + ('print(m.signatures["serving_default"](x=tf.ones((1, 256))))' if split["model_name"] == "split"
+                  else "print(list(m.signatures))"))
+    lines.append(f"  {py} -c {shlex.quote(snippet)}")
+    return "\n".join(lines)
+
+
+def demo_command(args) -> int:
+    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    registry = os.path.abspath(args.registry)
+    os.makedirs(registry, exist_ok=True)
+    jobs = parse_jobs(demo_jobs(registry, large=args.large), source="demo jobs")
+    outcomes = run_export(jobs, [])
+    print(format_summary(outcomes))
+    print()
+    print(next_steps(outcomes, registry))
+    return EXIT_OK if all(o["status"] == "published" for o in outcomes) else EXIT_FAILED

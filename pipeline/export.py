@@ -1,0 +1,90 @@
+"""Running an export: options + graph + run + outcomes (the `run` and `demo` commands use this)."""
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any, Sequence
+
+import apache_beam as beam
+
+from pipeline.graph import build_graph
+from pipeline.jobs import JobSpec
+from pipeline.logs import progress
+from pipeline.options import ExportOptions, build_options, storage_options_from
+from pipeline.summary import read_outcomes
+
+
+def construct(jobs: Sequence[JobSpec], beam_args: list[str]) -> tuple[beam.Pipeline, ExportOptions]:
+    """A pipeline with the export graph applied, not yet run (also how Dataflow construction is tested)."""
+    options = build_options(beam_args)
+    export = options.view_as(ExportOptions)
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, jobs, work_root=export.work_dir, run_id=export.run_id, outcomes_dir=export.outcomes_dir,
+                storage_options=storage_options_from(export.storage_options))
+    return pipeline, export
+
+
+def stage_counters(result) -> dict[str, int]:
+    """The stages' Beam counters (bytes written, chunks, shards, files published, ...)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from transforms.stage_dofn import METRICS_NAMESPACE
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    except (NotImplementedError, KeyError):  # not every runner reports metrics
+        return {}
+    totals: dict[str, int] = {}
+    for counter in counters:
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (counter.committed or 0)
+    return dict(sorted(totals.items()))
+
+
+def run_export(jobs: Sequence[JobSpec], beam_args: list[str],
+               counters: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Runs the export to completion; returns one outcome per job (published or failed).
+
+    ``counters``, if given, receives the stages' Beam counters.
+    """
+    pipeline, export = construct(jobs, beam_args)
+    start = time.monotonic()
+    progress("export started", jobs=len(jobs), run_id=export.run_id, work_dir=export.work_dir)
+    result = pipeline.run()
+    result.wait_until_finish()
+    totals = stage_counters(result)
+    if counters is not None:
+        counters.update(totals)
+    progress("export counters", **totals)
+    outcomes = read_outcomes(export.outcomes_dir)
+    progress("export finished", seconds=f"{time.monotonic() - start:.1f}",
+             published=sum(o["status"] == "published" for o in outcomes),
+             failed=sum(o["status"] != "published" for o in outcomes))
+    if not any(arg.startswith("--work_dir") for arg in beam_args) and "://" not in export.work_dir:
+        # Scratch we created ourselves: published models no longer need it, failed ones are reported.
+        shutil.rmtree(export.work_dir, ignore_errors=True)
+    # A job with no outcome at all would be a bug in the graph; report it rather than pass silently.
+    seen = {o["model_name"] for o in outcomes}
+    outcomes += [{"model_name": j.name, "status": "failed", "stage": "unknown",
+                  "error": "the pipeline produced no outcome for this job"} for j in jobs if j.name not in seen]
+    return outcomes
+
+
+def run_command(args, beam_args: list[str]) -> int:
+    """`run --jobs FILE [--registry URI] [beam options]`: exit 1 if any job failed, 2 on a bad jobs file."""
+    import sys
+
+    from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+    from pipeline.jobs import JobsFileError, load_jobs_file
+    from pipeline.summary import format_summary
+
+    try:
+        jobs = load_jobs_file(args.jobs, default_registry=args.registry)
+    except JobsFileError as e:
+        print(e, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        outcomes = run_export(jobs, beam_args)
+    except ValueError as e:  # bad pipeline options, named by Beam or by us
+        print(f"run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_summary(outcomes))
+    return EXIT_OK if all(o["status"] == "published" for o in outcomes) else EXIT_FAILED

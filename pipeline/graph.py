@@ -1,0 +1,173 @@
+"""The Beam graph of an export run, as one composite transform.
+
+    jobs --> ReadJobs --> Trace --> SaveImageFormat --> Fingerprint
+         --> Stage --> Verify --> Commit --> outcomes
+    (every stage also emits failures; they are flattened into the outcomes)
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+
+from pipeline.jobs import JobSpec, resolve_sample_inputs
+from transforms.commit import Commit
+from transforms.elements import ExportState, ExportTask, InputSpec, SignatureTask, StageFailure
+from transforms.fingerprint import Fingerprint
+from transforms.save import SaveImageFormat
+from transforms.stage import Stage
+from transforms.stage_dofn import StageDoFn, apply_stage
+from transforms.trace import Trace
+from transforms.verify import Verify
+
+
+def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict | None = None) -> ExportTask:
+    """The stages' view of a job: sample inputs read into arrays, a run-stable job key."""
+    return ExportTask(
+        model_name=job.name,
+        job_key=f"{job.name}.{run_id}",
+        factory=job.factory,
+        factory_kwargs=dict(job.factory_kwargs),
+        checkpoint=job.checkpoint,
+        signatures=tuple(SignatureTask(key=s.key, method=s.method,
+                                       inputs=tuple(InputSpec(i.name, i.dtype, i.shape) for i in s.inputs))
+                         for s in job.signatures),
+        sample_inputs={key: resolve_sample_inputs(job, key) for key in job.sample_inputs},
+        split_threshold=job.split_threshold,
+        max_shard_size=job.max_shard_size,
+        version_policy=job.version,
+        registry=job.registry,
+        work_dir=os.path.join(work_root, job.name),
+        storage_options=dict(storage_options or {}),
+        release_extras={"job_spec_sha256": job.spec_sha256, "job_spec": dict(job.raw), "tags": dict(job.tags)},
+    )
+
+
+class _ReadJob(StageDoFn):
+    stage = "read"
+
+    def __init__(self, work_root: str, run_id: str, storage_options: dict) -> None:
+        super().__init__()
+        self._work_root = work_root
+        self._run_id = run_id
+        self._storage_options = storage_options
+
+    def model_name(self, job: JobSpec) -> str:
+        return job.name
+
+    def run(self, job: JobSpec) -> Iterable[ExportTask]:
+        yield to_task(job, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options)
+
+
+class ReadJobs(beam.PTransform):
+    """Validated job specs -> ExportTasks, spread so that jobs can run in parallel."""
+
+    def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
+                 storage_options: dict | None = None) -> None:
+        super().__init__()
+        self._jobs = list(jobs)
+        self._work_root = work_root
+        self._run_id = run_id
+        self._storage_options = dict(storage_options or {})
+
+    def expand(self, pbegin):
+        jobs = pbegin | "JobSpecs" >> beam.Create(self._jobs) | "SpreadJobs" >> beam.Reshuffle()
+        return apply_stage(jobs, "ToExportTask", _ReadJob(self._work_root, self._run_id, self._storage_options))
+
+
+class ExportModels(beam.PTransform):
+    """Job specs in, per-job outcomes out (published ExportStates, StageFailures)."""
+
+    def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
+                 storage_options: dict | None = None) -> None:
+        super().__init__()
+        self._jobs = list(jobs)
+        self._work_root = work_root
+        self._run_id = run_id
+        self._storage_options = dict(storage_options or {})
+
+    def expand(self, pbegin):
+        tasks, read_failed = pbegin | "ReadJobs" >> ReadJobs(
+            self._jobs, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options)
+        traced, trace_failed = tasks | "Trace" >> Trace()
+        saved, save_failed = traced | "SaveImageFormat" >> SaveImageFormat()
+        fingerprinted, fingerprint_failed = saved | "Fingerprint" >> Fingerprint()
+        staged, stage_failed = fingerprinted | "Stage" >> Stage()
+        verified, verify_failed = staged | "Verify" >> Verify()
+        published, commit_failed = verified | "Commit" >> Commit()
+        failures = ((read_failed, trace_failed, save_failed, fingerprint_failed, stage_failed,
+                     verify_failed, commit_failed) | "AllFailures" >> beam.Flatten())
+        return published, failures
+
+
+# ---- outcomes -------------------------------------------------------------------
+
+def outcome_of(element: ExportState | StageFailure) -> dict[str, Any]:
+    """One job's result as a JSON-able dict (what the summary table reads)."""
+    if isinstance(element, StageFailure):
+        return {"model_name": element.model_name, "status": "failed", "stage": element.stage,
+                "error": element.error}
+    record = element.release_record or {}
+    return {
+        "model_name": element.task.model_name,
+        "status": "published",
+        "version": element.version,
+        "uri": record.get("uri"),
+        "size": sum(f.size for f in element.manifest.files),
+        "files": len(element.manifest.files),
+        "proto_file": element.proto_file,
+        "chunks": element.chunks,
+        "shards": element.shards,
+        "fingerprint": dict(element.fingerprint),
+        "seconds": dict(element.seconds),
+    }
+
+
+class _WriteOutcome(beam.DoFn):
+    def __init__(self, outcomes_dir: str) -> None:
+        super().__init__()
+        self._dir = outcomes_dir
+
+    def process(self, outcome: dict[str, Any]):
+        write_outcome(self._dir, outcome)
+        yield outcome["model_name"]
+
+
+def write_outcome(outcomes_dir: str, outcome: dict[str, Any]) -> None:
+    data = json.dumps(outcome, indent=2, sort_keys=True, default=str)
+    name = f"{outcome['model_name']}.json"
+    if "://" in outcomes_dir:
+        import fsspec
+        fs, root = fsspec.core.url_to_fs(outcomes_dir)
+        fs.pipe_file(f"{root.rstrip('/')}/{name}", data.encode())  # one object write: atomic
+        return
+    os.makedirs(outcomes_dir, exist_ok=True)
+    temp = os.path.join(outcomes_dir, f".{name}.tmp")
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(data)
+    os.replace(temp, os.path.join(outcomes_dir, name))
+
+
+class WriteOutcomes(beam.PTransform):
+    """(published, failures) -> one JSON file per job under outcomes_dir."""
+
+    def __init__(self, outcomes_dir: str) -> None:
+        super().__init__()
+        self._dir = outcomes_dir
+
+    def expand(self, results):
+        published, failures = results
+        return ((published, failures)
+                | "AllOutcomes" >> beam.Flatten()
+                | "ToJson" >> beam.Map(outcome_of)
+                | "WriteOutcomeFiles" >> beam.ParDo(_WriteOutcome(self._dir)))
+
+
+def build_graph(pipeline: beam.Pipeline, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
+                outcomes_dir: str, storage_options: dict | None = None) -> None:
+    """Applies the whole export to ``pipeline`` (does not run it)."""
+    _ = (pipeline
+         | "ExportModels" >> ExportModels(jobs, work_root=work_root, run_id=run_id, storage_options=storage_options)
+         | "WriteOutcomes" >> WriteOutcomes(outcomes_dir))

@@ -1,0 +1,172 @@
+"""`inspect`: what `saved_model_cli show --all` shows, for .pb and .cpb, local
+or in object storage, plus fingerprint and chunk layout. It parses files only
+and never runs model code."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from pipeline.locations import PROTO_FILES, list_files, open_file
+
+FINGERPRINT_FILE = "fingerprint.pb"
+
+
+def describe_model(location: str) -> dict[str, Any]:
+    """Everything `inspect` prints, as a JSON-able dict."""
+    files = list_files(location)
+    names = {path for path, _ in files}
+    proto_file = next((p for p in PROTO_FILES if p in names), None)
+    if proto_file is None:
+        raise FileNotFoundError(f"{location}: neither saved_model.cpb nor saved_model.pb is there")
+    saved_model = _read_saved_model(location, proto_file)
+    fingerprint = _read_fingerprint(location) if FINGERPRINT_FILE in names else None
+    layout = _chunk_layout(location, proto_file) if proto_file.endswith(".cpb") else None
+    return {
+        "location": location,
+        "proto_file": proto_file,
+        "files": [{"path": p, "size": s} for p, s in files],
+        "fingerprint": fingerprint,
+        "meta_graphs": [_meta_graph_summary(mg) for mg in saved_model.meta_graphs],
+        "chunk_layout": layout,
+    }
+
+
+def _read_saved_model(location: str, proto_file: str):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from imageformat.chunked import read_chunked
+    with open_file(location, proto_file) as f:
+        if proto_file.endswith(".cpb"):
+            # Signatures and structure only: large constant chunks are left unread.
+            return read_chunked(f, saved_model_pb2.SavedModel, skip_large_constants=True)
+        data = f.read()
+    try:
+        return saved_model_pb2.SavedModel.FromString(data)
+    except Exception as e:  # protobuf's DecodeError says little; name the file
+        raise ValueError(f"{location}/{proto_file}: not a valid SavedModel proto ({e})") from None
+
+
+def _read_fingerprint(location: str) -> dict[str, str]:
+    from tensorflow.core.protobuf import fingerprint_pb2
+    with open_file(location, FINGERPRINT_FILE) as f:
+        data = f.read()
+    try:
+        proto = fingerprint_pb2.FingerprintDef.FromString(data)
+    except Exception as e:
+        raise ValueError(f"{location}/{FINGERPRINT_FILE}: not a valid FingerprintDef ({e})") from None
+    return {field: str(getattr(proto, field)) for field in (
+        "saved_model_checksum", "graph_def_program_hash", "signature_def_hash",
+        "saved_object_graph_hash", "checkpoint_hash")}
+
+
+def _chunk_layout(location: str, proto_file: str) -> dict[str, Any]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from imageformat import fieldpath
+    from imageformat.proto import chunk_pb2
+    from imageformat.riegeli import RecordReader
+
+    with open_file(location, proto_file) as f, RecordReader(f, name=f"{location}/{proto_file}") as reader:
+        metadata = chunk_pb2.ChunkMetadata.FromString(reader.read_last_record())
+    chunks = [{"index": i, "type": chunk_pb2.ChunkInfo.Type.Name(c.type), "size": c.size, "offset": c.offset}
+              for i, c in enumerate(metadata.chunks)]
+    fields: list[dict[str, Any]] = []
+
+    def walk(message, descriptor, prefix: str) -> None:
+        for chunked in message.chunked_fields:
+            path = fieldpath.describe(descriptor, chunked.field_tag)
+            target = None
+            try:
+                steps = fieldpath.resolve(descriptor, chunked.field_tag)
+                target = steps[-1].target_type if steps else descriptor
+            except fieldpath.PathError:
+                pass
+            full = f"{prefix}.{path}" if prefix else path
+            if chunked.message.HasField("chunk_index"):
+                fields.append({"field": full, "chunk": chunked.message.chunk_index})
+            if target is not None:
+                walk(chunked.message, target, full)
+
+    walk(metadata.message, saved_model_pb2.SavedModel.DESCRIPTOR, "")
+    return {"version": metadata.version.splitter_version if metadata.HasField("version") else None,
+            "root_chunk": metadata.message.chunk_index if metadata.message.HasField("chunk_index") else None,
+            "chunks": chunks, "chunked_fields": fields}
+
+
+def _tensor_info(info) -> dict[str, Any]:
+    from tensorflow.core.framework import types_pb2
+    shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+    kind = info.WhichOneof("encoding")
+    return {"dtype": types_pb2.DataType.Name(info.dtype), "shape": shape,
+            "name": info.name if kind == "name" else f"<{kind}>"}
+
+
+def _meta_graph_summary(meta_graph) -> dict[str, Any]:
+    signatures = {}
+    for key in sorted(meta_graph.signature_def):
+        sig = meta_graph.signature_def[key]
+        signatures[key] = {"inputs": {k: _tensor_info(v) for k, v in sorted(sig.inputs.items())},
+                           "outputs": {k: _tensor_info(v) for k, v in sorted(sig.outputs.items())},
+                           "method_name": sig.method_name}
+    return {"tags": sorted(meta_graph.meta_info_def.tags), "signatures": signatures,
+            "tensorflow_version": meta_graph.meta_info_def.tensorflow_version,
+            "graph_nodes": len(meta_graph.graph_def.node),
+            "functions": len(meta_graph.graph_def.library.function)}
+
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "unknown_rank"
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def format_description(desc: dict[str, Any]) -> str:
+    out = [f"SavedModel at {desc['location']}",
+           f"program: {desc['proto_file']}"]
+    total = sum(f["size"] for f in desc["files"])
+    out.append(f"files: {len(desc['files'])}, {total} bytes")
+    for f in desc["files"]:
+        out.append(f"  {f['size']:>12}  {f['path']}")
+    if desc["fingerprint"]:
+        out.append("fingerprint:")
+        out += [f"  {k}: {v}" for k, v in desc["fingerprint"].items()]
+    else:
+        out.append("fingerprint: none (no fingerprint.pb)")
+    tag_sets = ", ".join("'" + ",".join(mg["tags"]) + "'" for mg in desc["meta_graphs"])
+    out.append(f"The given SavedModel contains the following tag-sets: {tag_sets}")
+    for mg in desc["meta_graphs"]:
+        out.append("")
+        out.append(f"MetaGraphDef with tag-set: '{','.join(mg['tags'])}' contains the following SignatureDefs:")
+        for key, sig in mg["signatures"].items():
+            out.append("")
+            out.append(f"signature_def['{key}']:")
+            for kind in ("inputs", "outputs"):
+                out.append(f"  The given SavedModel SignatureDef contains the following {kind[:-1]}(s):")
+                for name, info in sig[kind].items():
+                    out += [f"    {kind}['{name}'] tensor_info:",
+                            f"        dtype: {info['dtype']}",
+                            f"        shape: {_shape_text(info['shape'])}",
+                            f"        name: {info['name']}"]
+            out.append(f"  Method name is: {sig['method_name']}")
+    layout = desc["chunk_layout"]
+    if layout is not None:
+        out.append("")
+        out.append(f"Chunk layout: {len(layout['chunks'])} chunks (root message in chunk {layout['root_chunk']})")
+        for c in layout["chunks"]:
+            out.append(f"  chunk {c['index']:>4}: {c['type']:<7} {c['size']:>12} bytes at record {c['offset']}")
+        if layout["chunked_fields"]:
+            out.append("  split-off fields:")
+            out += [f"    {f['field']} -> chunk {f['chunk']}" for f in layout["chunked_fields"]]
+    return "\n".join(out)
+
+
+def inspect_command(args) -> int:
+    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    try:
+        desc = describe_model(args.path)
+    except (OSError, ValueError) as e:
+        print(f"inspect: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(desc, indent=2) if args.json else format_description(desc))
+    return EXIT_OK

@@ -1,0 +1,528 @@
+"""Export job specs: the jobs file schema, its validation, and sample inputs.
+
+A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
+
+    registry: gs://bucket/models      # optional default for every job
+    jobs:                             # required, non-empty list
+      - name: resnet                  # model name; a path component: [A-Za-z0-9][A-Za-z0-9._-]*
+        factory: my_pkg.models:build  # "package.module:function" -> tf.Module or Keras model
+        factory_kwargs: {width: 64}   # optional keyword arguments for the factory
+        checkpoint: /ckpt/model-100   # optional tf.train.Checkpoint prefix restored into the model
+        signatures:                   # required, signature key -> list of TensorSpecs
+          serving_default:            #   (the model's __call__ is traced) ...
+            - {name: images, dtype: float32, shape: [null, 96, 96, 3]}
+          classify:                   # ... or {method, inputs} to trace another method
+            method: classify
+            inputs:
+              - {name: images, dtype: float32, shape: [null, 96, 96, 3]}
+        sample_inputs:                # optional, signature key -> one of:
+          serving_default: {generate: {seed: 0, batch: 2}}   # seeded random values
+          classify: samples/cls.npz                          # .npz whose keys are the input names
+          # or {images: inputs/x.npy} / {images: [[...]]}    # per input: .npy path or inline list
+        split_threshold: 1073741824   # bytes; proto chunks stay below this (default 1 GiB, < 2 GiB)
+        max_shard_size: 1073741824    # bytes per checkpoint shard (default 1 GiB)
+        version: next                 # "next" | integer >= 1 | "timestamp"
+        registry: gs://other/models   # optional; else the file's registry, else --registry
+        tags: {team: vision}          # optional string labels stored in the release record
+
+Relative paths (checkpoint, .npy/.npz) are resolved against the jobs file's directory.
+Every error names the file, the job and the field, e.g.
+``jobs.yaml: job 'resnet' field 'signatures.serving_default[0].dtype': unknown dtype 'flaot32'``.
+See docs/jobs.md for the full description.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import yaml
+
+DEFAULT_SPLIT_THRESHOLD = 1 << 30
+DEFAULT_MAX_SHARD_SIZE = 1 << 30
+# Protobuf refuses messages of 2 GiB and more; a chunk must stay below that.
+MAX_SPLIT_THRESHOLD = (1 << 31) - 1
+DEFAULT_METHOD = "__call__"
+
+DTYPES = frozenset({
+    "float16", "bfloat16", "float32", "float64", "half", "float", "double",
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "bool", "string", "complex64", "complex128",
+})
+_DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64"}
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIGNATURE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+_TOP_FIELDS = {"jobs", "registry"}
+_JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
+               "split_threshold", "max_shard_size", "version", "registry", "tags"}
+_SPEC_FIELDS = {"name", "dtype", "shape"}
+_SIGNATURE_FIELDS = {"method", "inputs"}
+_GENERATE_FIELDS = {"seed", "batch"}
+
+
+class JobsFileError(ValueError):
+    """A jobs file failed validation; ``problems`` holds one line per error."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpecDecl:
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureDecl:
+    key: str
+    method: str
+    inputs: tuple[TensorSpecDecl, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateDecl:
+    seed: int
+    batch: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleInputsDecl:
+    """Exactly one of ``generate``, ``npz_path``, ``per_input`` is set."""
+    generate: GenerateDecl | None = None
+    npz_path: str | None = None
+    # input name -> absolute .npy path (str) or an inline nested list
+    per_input: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class JobSpec:
+    name: str
+    factory: str
+    signatures: tuple[SignatureDecl, ...]
+    factory_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint: str | None = None
+    sample_inputs: Mapping[str, SampleInputsDecl] = dataclasses.field(default_factory=dict)
+    split_threshold: int = DEFAULT_SPLIT_THRESHOLD
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE
+    version: str = "next"
+    registry: str | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    source: str = "<jobs>"
+    # The job exactly as written, for the release record's job_spec_sha256.
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def spec_sha256(self) -> str:
+        text = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def signature(self, key: str) -> SignatureDecl:
+        for sig in self.signatures:
+            if sig.key == key:
+                return sig
+        raise KeyError(key)
+
+
+class _Problems:
+    """Collects errors in the "file: job 'x' field 'y': reason" form."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, job: str | None, field: str | None, reason: str) -> None:
+        where = self.source + ":"
+        if job is not None:
+            where += f" job {job!r}"
+        if field:
+            where += f" field {field!r}"
+        self.lines.append(f"{where}: {reason}")
+
+
+def load_jobs_file(path: str | os.PathLike, default_registry: str | None = None) -> list[JobSpec]:
+    """Reads and validates a YAML/JSON jobs file; raises JobsFileError listing every problem."""
+    path = os.fspath(path)
+    source = os.path.basename(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise JobsFileError([f"{path}: cannot read jobs file: {e.strerror or e}"]) from e
+    try:
+        document = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise JobsFileError([f"{source}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {e}"]) from e
+    return parse_jobs(document, source=source, base_dir=os.path.dirname(os.path.abspath(path)),
+                      default_registry=default_registry)
+
+
+def parse_jobs(document: Any, *, source: str = "<jobs>", base_dir: str = ".",
+               default_registry: str | None = None) -> list[JobSpec]:
+    """Validates an already-parsed jobs document (see the module docstring)."""
+    problems = _Problems(source)
+    if not isinstance(document, Mapping):
+        problems.add(None, None, f"top level must be a mapping with a 'jobs' list, got {_kind(document)}")
+        raise JobsFileError(problems.lines)
+    for key in sorted(set(document) - _TOP_FIELDS, key=str):
+        problems.add(None, str(key), f"unknown field{_suggest(key, _TOP_FIELDS)}")
+    file_registry = document.get("registry")
+    if file_registry is not None and not _nonempty_str(file_registry):
+        problems.add(None, "registry", "must be a non-empty string (a URI or directory)")
+        file_registry = None
+    raw_jobs = document.get("jobs")
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        problems.add(None, "jobs", f"must be a non-empty list of jobs, got {_kind(raw_jobs)}")
+        raise JobsFileError(problems.lines)
+
+    jobs: list[JobSpec] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_jobs):
+        job = _parse_job(raw, index, problems, base_dir, file_registry or default_registry, source)
+        if job is None:
+            continue
+        if job.name in seen:
+            problems.add(job.name, "name", f"duplicate model name (also job #{seen[job.name]})")
+        seen[job.name] = index
+        jobs.append(job)
+    if problems.lines:
+        raise JobsFileError(problems.lines)
+    return jobs
+
+
+def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
+               default_registry: str | None, source: str) -> JobSpec | None:
+    label = f"#{index}"
+    if not isinstance(raw, Mapping):
+        problems.add(label, None, f"a job must be a mapping, got {_kind(raw)}")
+        return None
+    before = len(problems.lines)
+    name = raw.get("name")
+    if not _nonempty_str(name):
+        problems.add(label, "name", "required: the model name (a non-empty string)")
+    elif not _MODEL_NAME.match(name):
+        problems.add(name, "name", "must match [A-Za-z0-9][A-Za-z0-9._-]* (it becomes a directory name)")
+    else:
+        label = name
+    for key in sorted(set(raw) - _JOB_FIELDS, key=str):
+        problems.add(label, str(key), f"unknown field{_suggest(key, _JOB_FIELDS)}")
+
+    factory = raw.get("factory")
+    if not _nonempty_str(factory):
+        problems.add(label, "factory", "required: 'package.module:function'")
+    elif not _FACTORY.match(factory):
+        problems.add(label, "factory", f"{factory!r} is not of the form 'package.module:function'")
+
+    factory_kwargs = raw.get("factory_kwargs", {}) or {}
+    if not isinstance(factory_kwargs, Mapping) or not all(isinstance(k, str) for k in factory_kwargs):
+        problems.add(label, "factory_kwargs", "must be a mapping of keyword argument names to values")
+        factory_kwargs = {}
+
+    checkpoint = raw.get("checkpoint")
+    if checkpoint is not None:
+        if not _nonempty_str(checkpoint):
+            problems.add(label, "checkpoint", "must be a checkpoint path prefix (string)")
+            checkpoint = None
+        else:
+            checkpoint = _resolve(checkpoint, base_dir)
+
+    signatures = _parse_signatures(raw.get("signatures"), label, problems)
+    sample_inputs = _parse_sample_inputs(raw.get("sample_inputs"), signatures, label, problems, base_dir)
+    split_threshold = _parse_size(raw, "split_threshold", DEFAULT_SPLIT_THRESHOLD, label, problems,
+                                  maximum=MAX_SPLIT_THRESHOLD)
+    max_shard_size = _parse_size(raw, "max_shard_size", DEFAULT_MAX_SHARD_SIZE, label, problems)
+    version = _parse_version(raw.get("version", "next"), label, problems)
+
+    registry = raw.get("registry", default_registry)
+    if registry is None:
+        problems.add(label, "registry", "no registry: set it on the job, at the top of the file, or pass --registry")
+    elif not _nonempty_str(registry):
+        problems.add(label, "registry", "must be a non-empty string (a URI or directory)")
+
+    tags = raw.get("tags", {}) or {}
+    if not isinstance(tags, Mapping):
+        problems.add(label, "tags", f"must be a mapping of strings, got {_kind(tags)}")
+        tags = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            problems.add(label, f"tags.{key}", "tag keys must be strings and values scalars")
+    tags = {str(k): str(v) for k, v in tags.items()}
+
+    if len(problems.lines) > before:
+        return None
+    return JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
+                   signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
+                   max_shard_size=max_shard_size, version=version, registry=registry, tags=tags,
+                   source=source, raw=dict(raw))
+
+
+def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[SignatureDecl, ...]:
+    if not isinstance(raw, Mapping) or not raw:
+        problems.add(label, "signatures", "required: a mapping of signature key -> list of TensorSpecs")
+        return ()
+    out = []
+    for key, body in raw.items():
+        field = f"signatures.{key}"
+        if not isinstance(key, str) or not _SIGNATURE_KEY.match(key):
+            problems.add(label, field, "signature keys must match [A-Za-z_][A-Za-z0-9_.-]*")
+            continue
+        method = DEFAULT_METHOD
+        specs_field = field
+        if isinstance(body, Mapping):
+            for extra in sorted(set(body) - _SIGNATURE_FIELDS, key=str):
+                problems.add(label, f"{field}.{extra}", f"unknown field{_suggest(extra, _SIGNATURE_FIELDS)}")
+            method = body.get("method", DEFAULT_METHOD)
+            if not isinstance(method, str) or not (method == DEFAULT_METHOD or _IDENTIFIER.match(method)):
+                problems.add(label, f"{field}.method", f"must be a method name, got {method!r}")
+                method = DEFAULT_METHOD
+            specs_field = f"{field}.inputs"
+            body = body.get("inputs")
+        if not isinstance(body, list):
+            problems.add(label, specs_field, f"must be a list of TensorSpecs {{name, dtype, shape}}, got {_kind(body)}")
+            continue
+        specs = [_parse_spec(s, f"{specs_field}[{i}]", label, problems) for i, s in enumerate(body)]
+        names = [s.name for s in specs if s is not None]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            problems.add(label, specs_field, f"input name {dup!r} appears more than once")
+        if all(s is not None for s in specs):
+            out.append(SignatureDecl(key=key, method=method, inputs=tuple(specs)))
+    return tuple(out)
+
+
+def _parse_spec(raw: Any, field: str, label: str, problems: _Problems) -> TensorSpecDecl | None:
+    if not isinstance(raw, Mapping):
+        problems.add(label, field, f"must be a mapping {{name, dtype, shape}}, got {_kind(raw)}")
+        return None
+    ok = True
+    for extra in sorted(set(raw) - _SPEC_FIELDS, key=str):
+        problems.add(label, f"{field}.{extra}", f"unknown field{_suggest(extra, _SPEC_FIELDS)}")
+        ok = False
+    name = raw.get("name")
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        problems.add(label, f"{field}.name", f"must be an identifier, got {name!r}")
+        ok = False
+    dtype = raw.get("dtype")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        problems.add(label, f"{field}.dtype", f"unknown dtype {dtype!r}{_suggest(dtype, DTYPES)}")
+        ok = False
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape):
+        problems.add(label, f"{field}.shape", f"must be a list of sizes >= 0 or null, got {shape!r}")
+        ok = False
+    if not ok:
+        return None
+    return TensorSpecDecl(name=name, dtype=_DTYPE_ALIASES.get(dtype, dtype), shape=tuple(shape))
+
+
+def _parse_sample_inputs(raw: Any, signatures: tuple[SignatureDecl, ...], label: str,
+                         problems: _Problems, base_dir: str) -> dict[str, SampleInputsDecl]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.add(label, "sample_inputs", f"must map signature keys to sample inputs, got {_kind(raw)}")
+        return {}
+    declared = {s.key: s for s in signatures}
+    out = {}
+    for key, body in raw.items():
+        field = f"sample_inputs.{key}"
+        signature = declared.get(key)
+        if signature is None:
+            problems.add(label, field, f"no such signature{_suggest(key, declared)}")
+            continue
+        if isinstance(body, str):
+            if not body.endswith(".npz"):
+                problems.add(label, field, f"a path here must be an .npz file, got {body!r}")
+                continue
+            out[key] = SampleInputsDecl(npz_path=_resolve(body, base_dir))
+        elif isinstance(body, Mapping) and "generate" in body:
+            if len(body) != 1:
+                problems.add(label, field, "'generate' cannot be combined with other keys")
+                continue
+            gen = body["generate"] or {}
+            if not isinstance(gen, Mapping):
+                problems.add(label, f"{field}.generate", "must be a mapping {seed, batch}")
+                continue
+            for extra in sorted(set(gen) - _GENERATE_FIELDS, key=str):
+                problems.add(label, f"{field}.generate.{extra}", f"unknown field{_suggest(extra, _GENERATE_FIELDS)}")
+            seed, batch = gen.get("seed", 0), gen.get("batch", 1)
+            if not _is_int(seed) or seed < 0:
+                problems.add(label, f"{field}.generate.seed", f"must be an integer >= 0, got {seed!r}")
+            elif not _is_int(batch) or batch < 1:
+                problems.add(label, f"{field}.generate.batch", f"must be an integer >= 1, got {batch!r}")
+            else:
+                out[key] = SampleInputsDecl(generate=GenerateDecl(seed=seed, batch=batch))
+        elif isinstance(body, Mapping):
+            names = {s.name for s in signature.inputs}
+            per_input: dict[str, Any] = {}
+            for name in sorted(set(body) - names, key=str):
+                problems.add(label, f"{field}.{name}", f"not an input of signature {key!r}{_suggest(name, names)}")
+            for name in sorted(names - set(body)):
+                problems.add(label, f"{field}.{name}", "missing: every input needs a sample value")
+            for name, value in body.items():
+                if isinstance(value, str):
+                    if not value.endswith(".npy"):
+                        problems.add(label, f"{field}.{name}", f"a path here must be a .npy file, got {value!r}")
+                    per_input[name] = _resolve(value, base_dir)
+                elif isinstance(value, (list, int, float, bool)):
+                    per_input[name] = value
+                else:
+                    problems.add(label, f"{field}.{name}", f"must be an inline list or a .npy path, got {_kind(value)}")
+            out[key] = SampleInputsDecl(per_input=per_input)
+        else:
+            problems.add(label, field, "must be {generate: {seed, batch}}, an .npz path, or input name -> value")
+    return out
+
+
+def _parse_size(raw: Mapping, field: str, default: int, label: str, problems: _Problems,
+                maximum: int | None = None) -> int:
+    value = raw.get(field, default)
+    if not _is_int(value) or value < 1:
+        problems.add(label, field, f"must be a positive integer number of bytes, got {value!r}")
+        return default
+    if maximum is not None and value > maximum:
+        problems.add(label, field, f"{value} is too large: protobuf messages must stay below 2 GiB ({maximum})")
+        return default
+    return value
+
+
+def _parse_version(value: Any, label: str, problems: _Problems) -> str:
+    if _is_int(value) and value >= 1:
+        return str(value)
+    if isinstance(value, str) and (value in ("next", "timestamp") or (value.isdigit() and int(value) >= 1)):
+        return value
+    problems.add(label, "version", f"must be 'next', 'timestamp' or an integer >= 1, got {value!r}")
+    return "next"
+
+
+# ---- sample inputs as arrays -------------------------------------------------
+
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype used to hold values for a declared TensorFlow dtype."""
+    if dtype == "string":
+        return np.dtype(object)
+    if dtype == "bfloat16":
+        return np.dtype(np.float32)  # converted by TensorFlow when fed
+    return np.dtype(dtype)
+
+
+def resolve_sample_inputs(job: JobSpec, key: str) -> dict[str, np.ndarray]:
+    """The sample inputs of one signature as arrays checked against its specs.
+
+    Raises JobsFileError naming the job and field on files that cannot be read
+    or values whose dtype/shape do not fit the declared TensorSpec.
+    """
+    decl = job.sample_inputs[key]
+    signature = job.signature(key)
+    field = f"sample_inputs.{key}"
+    problems = _Problems(job.source)
+    arrays: dict[str, np.ndarray] = {}
+    if decl.generate is not None:
+        rng = np.random.default_rng(decl.generate.seed)
+        for spec in signature.inputs:
+            arrays[spec.name] = _generate(rng, spec, decl.generate.batch)
+    elif decl.npz_path is not None:
+        try:
+            with np.load(decl.npz_path, allow_pickle=False) as npz:
+                for spec in signature.inputs:
+                    if spec.name not in npz.files:
+                        problems.add(job.name, field, f"{decl.npz_path} has no array {spec.name!r} "
+                                                      f"(has {sorted(npz.files)})")
+                    else:
+                        arrays[spec.name] = npz[spec.name]
+        except (OSError, ValueError) as e:
+            problems.add(job.name, field, f"cannot read {decl.npz_path}: {e}")
+    else:
+        for spec in signature.inputs:
+            value = decl.per_input[spec.name]
+            if isinstance(value, str):
+                try:
+                    arrays[spec.name] = np.load(value, allow_pickle=False)
+                except (OSError, ValueError) as e:
+                    problems.add(job.name, f"{field}.{spec.name}", f"cannot read {value}: {e}")
+            else:
+                try:
+                    arrays[spec.name] = np.asarray(value, dtype=numpy_dtype(spec.dtype))
+                except (TypeError, ValueError) as e:
+                    problems.add(job.name, f"{field}.{spec.name}", f"not a {spec.dtype} array: {e}")
+    for spec in signature.inputs:
+        if spec.name in arrays:
+            arrays[spec.name] = _check_fits(arrays[spec.name], spec, job, f"{field}.{spec.name}", problems)
+    if problems.lines:
+        raise JobsFileError(problems.lines)
+    return arrays
+
+
+def _generate(rng: np.random.Generator, spec: TensorSpecDecl, batch: int) -> np.ndarray:
+    # Unknown leading dimension -> the batch size; other unknown dimensions -> 4.
+    shape = tuple(batch if (d is None and i == 0) else (4 if d is None else d) for i, d in enumerate(spec.shape))
+    if spec.dtype == "string":
+        words = rng.integers(0, 16, size=shape)
+        return np.vectorize(lambda w: f"token{w}".encode(), otypes=[object])(words) if words.size else \
+            np.empty(shape, dtype=object)
+    if spec.dtype == "bool":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    if spec.dtype.startswith(("int", "uint")):
+        return rng.integers(0, 10, size=shape).astype(spec.dtype)
+    if spec.dtype.startswith("complex"):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(numpy_dtype(spec.dtype))
+
+
+def _check_fits(array: np.ndarray, spec: TensorSpecDecl, job: JobSpec, field: str,
+                problems: _Problems) -> np.ndarray:
+    if len(array.shape) != len(spec.shape) or any(
+            d is not None and d != a for d, a in zip(spec.shape, array.shape)):
+        problems.add(job.name, field, f"shape {list(array.shape)} does not fit declared "
+                                      f"{[d for d in spec.shape]}")
+        return array
+    if spec.dtype == "string":
+        if array.dtype.kind not in "OSU":
+            problems.add(job.name, field, f"expected strings, got {array.dtype}")
+            return array
+        return np.vectorize(lambda s: s if isinstance(s, bytes) else str(s).encode(), otypes=[object])(array) \
+            if array.size else array.astype(object)
+    target = numpy_dtype(spec.dtype)
+    if array.dtype.kind in "OSU":
+        problems.add(job.name, field, f"expected {spec.dtype}, got {array.dtype}")
+        return array
+    return array.astype(target, copy=False)
+
+
+# ---- helpers ------------------------------------------------------------------
+
+def _resolve(path: str, base_dir: str) -> str:
+    if "://" in path:
+        return path
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def _nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _suggest(word: Any, choices) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,82 @@
+"""`verify`: re-check a published version from its bytes.
+
+1. storage checksums (size, crc32c, sha256) of every file against the release record;
+2. every .cpb read fully with the Riegeli reader (chunk and block hashes);
+3. TensorFlow's fingerprint recomputed from the published bytes vs the recorded one.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from pipeline.locations import local_model_dir, split_version_uri
+from pipeline.options import storage_options_from
+
+
+def read_records_fully(path: str, name: str) -> int:
+    """Reads every record (verifying every hash on the way); returns the record count."""
+    from imageformat.riegeli import RecordReader
+    count = 0
+    with RecordReader(path, name=name) as reader:
+        for _ in reader:
+            count += 1
+    return count
+
+
+def verify_release(uri: str) -> tuple[list[str], list[str]]:
+    """(report lines, problems); each problem names the file it is about."""
+    import storage
+
+    from transforms.fingerprint import HASH_FIELDS, compute_fingerprint_bytes, fingerprint_dict
+
+    registry_uri, model, version = split_version_uri(uri)
+    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+    record = registry.read_release_record(model, version)
+    version_uri = registry.version_uri(model, version)
+    report = [f"{version_uri}: release record lists {len(record.files)} files, {record.total_bytes} bytes"]
+
+    problems = [f"{m.path}: {m.reason} (expected {m.expected}, got {m.actual})"
+                for m in registry.verify_version(model, version)]
+    report.append(f"storage checksums: {'ok' if not problems else f'{len(problems)} mismatch(es)'}")
+
+    with local_model_dir(version_uri) as local:
+        for entry in record.files:
+            if not entry.path.endswith(".cpb"):
+                continue
+            try:
+                count = read_records_fully(os.path.join(local, *entry.path.split("/")), f"{version_uri}/{entry.path}")
+                report.append(f"riegeli {entry.path}: ok ({count} records, hashes checked)")
+            except (OSError, ValueError) as e:  # RiegeliError is a ValueError naming file and offset
+                problems.append(f"{entry.path}: {e}")
+                report.append(f"riegeli {entry.path}: FAILED")
+        recorded = record.fingerprint or {}
+        try:
+            recomputed = fingerprint_dict(compute_fingerprint_bytes(local))
+        except ValueError as e:
+            problems.append(f"fingerprint.pb: {e}")
+            recomputed = None
+    if recomputed is not None:
+        differing = [f for f in HASH_FIELDS if str(recorded.get(f)) != recomputed[f]]
+        if differing:
+            problems += [f"fingerprint.pb: {f} recorded {recorded.get(f)}, recomputed {recomputed[f]}" for f in differing]
+            report.append("tensorflow fingerprint: MISMATCH")
+        else:
+            report.append(f"tensorflow fingerprint: ok (singleprint {recomputed['singleprint']})")
+    return report, problems
+
+
+def verify_command(args) -> int:
+    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    try:
+        report, problems = verify_release(args.uri)
+    except Exception as e:  # storage/format errors already name what is wrong
+        print(f"verify: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n".join(report))
+    if problems:
+        print(f"\nverify: {args.uri}: {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return EXIT_FAILED
+    print("verified: all files match the release record")
+    return EXIT_OK

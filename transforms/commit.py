@@ -1,0 +1,68 @@
+"""Stage 5, Commit: claim a version and publish the verified staged files.
+
+Registry.claim_version is create-only and keyed by the job key, so a retry
+gets the version it already claimed; Registry.commit writes saved_model.(c)pb
+last and never overwrites a published version.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any, Iterable
+
+import apache_beam as beam
+
+from transforms.elements import ExportState
+from transforms.save import SAVED_MODEL_DIRNAME
+from transforms.stage_dofn import StageDoFn, apply_stage, counter
+
+
+def release_info(state: ExportState) -> dict[str, Any]:
+    import tensorflow as tf
+    info = {
+        "fingerprint": dict(state.fingerprint),
+        "signatures": dict(state.signatures),
+        "tensorflow_version": tf.__version__,
+    }
+    info.update(state.task.release_extras)
+    return info
+
+
+def record_as_dict(record: Any) -> dict[str, Any]:
+    return json.loads(record.to_json())
+
+
+def commit(state: ExportState) -> ExportState:
+    import storage
+    start = time.monotonic()
+    task = state.task
+    registry = state.registry()
+    version = registry.claim_version(task.model_name, storage.VersionPolicy.parse(task.version_policy), task.job_key)
+    record = registry.commit(state.staging_uri, task.model_name, version, state.manifest,
+                             release_info(state), task.job_key)
+    # The published copy is the one that counts now; staging and the local scratch copy can go.
+    registry.cleanup_staging(state.staging_uri)
+    shutil.rmtree(os.path.join(task.work_dir, SAVED_MODEL_DIRNAME), ignore_errors=True)
+    return state.advance("commit", time.monotonic() - start, version=version, release_record=record_as_dict(record))
+
+
+class _CommitVersion(StageDoFn):
+    stage = "commit"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._published = counter("files_published")
+
+    def run(self, state: ExportState) -> Iterable[ExportState]:
+        committed = commit(state)
+        self._published.inc(len(committed.manifest.files))
+        yield committed
+
+
+class Commit(beam.PTransform):
+    """ExportState (verified) -> ExportState with version and release record; returns (ok, failed)."""
+
+    def expand(self, verified):
+        return apply_stage(verified, "ClaimAndPublish", _CommitVersion())

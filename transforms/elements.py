@@ -1,0 +1,87 @@
+"""What travels between the stages: URIs and small metadata, never model bytes."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+# Float outputs of the reloaded model must match the golden outputs within this
+# tolerance (numpy.allclose semantics); integer, bool and string outputs must be equal.
+FLOAT_RTOL = 1e-5
+FLOAT_ATOL = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: str  # TensorFlow dtype name, e.g. "float32", "string"
+    shape: tuple[int | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureTask:
+    key: str
+    method: str  # the model method traced for this signature
+    inputs: tuple[InputSpec, ...]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ExportTask:
+    """One model to export, as the stages need it (built from a job spec)."""
+    model_name: str
+    job_key: str  # stable for the whole run: Beam retries reuse claims and staging
+    factory: str  # "package.module:function"
+    signatures: tuple[SignatureTask, ...]
+    registry: str
+    work_dir: str  # local scratch directory for this job
+    version_policy: str = "next"  # "next" | "timestamp" | digits
+    split_threshold: int = 1 << 30
+    max_shard_size: int = 1 << 30
+    factory_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint: str | None = None
+    # signature key -> input name -> array (small by contract)
+    sample_inputs: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    # fsspec options for the registry (endpoint, credentials); prefer ambient credentials.
+    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Goes into the release record as is (tags, job spec and its hash).
+    release_extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ExportState:
+    """A task plus what the stages so far found out about it."""
+    task: ExportTask
+    signatures: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # key -> inputs/outputs summary
+    golden_npz: bytes = b""  # golden outputs, "<signature>/<output>" -> array, as .npz bytes
+    saved_dir: str | None = None
+    proto_file: str | None = None  # "saved_model.pb" or "saved_model.cpb"
+    saved_bytes: int = 0
+    chunks: int = 0
+    shards: int = 0
+    fingerprint: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    manifest: Any = None  # storage.Manifest
+    staging_uri: str | None = None
+    version: int | None = None
+    release_record: Mapping[str, Any] | None = None
+    seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)  # stage -> wall time
+
+    def registry(self) -> Any:
+        import storage
+        return storage.Registry(self.task.registry, storage_options=dict(self.task.storage_options))
+
+    def advance(self, stage: str, seconds: float, **changes: Any) -> "ExportState":
+        timings = dict(self.seconds)
+        timings[stage] = timings.get(stage, 0.0) + seconds
+        return dataclasses.replace(self, seconds=timings, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageFailure:
+    """A job that stopped at ``stage``; nothing of it was published."""
+    model_name: str
+    stage: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"job {self.model_name!r} failed in stage {self.stage!r}: {self.error}"

@@ -1,0 +1,80 @@
+"""Reload a staged SavedModel in a fresh process and compare with golden outputs.
+
+Run as ``python -m transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ``;
+prints one JSON object: {"problems": [...], "fingerprint": {...}}. A fresh
+interpreter proves the model loads from its bytes alone, with nothing left
+over from the process that built it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from transforms.elements import FLOAT_ATOL, FLOAT_RTOL
+
+
+def compare_outputs(name: str, golden: np.ndarray, actual: np.ndarray) -> str | None:
+    """None if equal (exact for integer/bool/string, allclose for floats), else a reason."""
+    if golden.shape != actual.shape:
+        return f"{name}: shape {list(actual.shape)}, golden {list(golden.shape)}"
+    if golden.dtype.kind in "fc":
+        if not np.allclose(actual, golden, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, equal_nan=True):
+            worst = float(np.max(np.abs(actual.astype(np.complex128) - golden.astype(np.complex128))))
+            return f"{name}: differs beyond rtol={FLOAT_RTOL} atol={FLOAT_ATOL} (max abs diff {worst:g})"
+        return None
+    if golden.dtype.kind in "SUO":
+        golden, actual = golden.astype(bytes), np.asarray(actual).astype(bytes)
+    if not np.array_equal(actual, golden):
+        return f"{name}: values differ from golden outputs (exact comparison for {golden.dtype})"
+    return None
+
+
+def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
+    import tensorflow as tf
+
+    import imageformat
+    from transforms.fingerprint import compute_fingerprint_bytes, fingerprint_dict
+
+    with np.load(inputs_npz, allow_pickle=False) as npz:
+        inputs = {k: npz[k] for k in npz.files}
+    with np.load(golden_npz, allow_pickle=False) as npz:
+        golden = {k: npz[k] for k in npz.files}
+
+    problems = []
+    loaded = imageformat.load(model_dir)
+    by_signature: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in inputs.items():
+        signature, _, input_name = key.partition("/")
+        by_signature.setdefault(signature, {})[input_name] = value
+    for signature, feeds in sorted(by_signature.items()):
+        if signature not in loaded.signatures:
+            problems.append(f"signature {signature!r} missing after reload (has {sorted(loaded.signatures)})")
+            continue
+        outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in feeds.items()})
+        expected_names = {k.partition("/")[2] for k in golden if k.startswith(signature + "/")}
+        if set(outputs) != expected_names:
+            problems.append(f"signature {signature!r}: outputs {sorted(outputs)}, golden {sorted(expected_names)}")
+        for name in sorted(expected_names & set(outputs)):
+            problem = compare_outputs(f"{signature}/{name}", golden[f"{signature}/{name}"], outputs[name].numpy())
+            if problem:
+                problems.append(problem)
+    return {"problems": problems, "fingerprint": fingerprint_dict(compute_fingerprint_bytes(model_dir))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        print("usage: python -m transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ", file=sys.stderr)
+        return 2
+    result = check(*argv)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

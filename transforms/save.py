@@ -1,0 +1,102 @@
+"""Stage 2, Save: write the traced model as an image-format SavedModel into
+the job's local work directory.
+
+The proto is split into chunks below the job's split_threshold and the
+checkpoint into shards below max_shard_size. Like Beam's WriteToFiles, it
+writes into a fresh temporary directory and renames it into place, so a
+retried bundle never sees a half-written model.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from typing import Iterable
+
+import apache_beam as beam
+
+from transforms import trace as trace_stage
+from transforms.elements import ExportState
+from transforms.stage_dofn import StageDoFn, apply_stage, counter
+
+SAVED_MODEL_DIRNAME = "saved_model"
+
+
+def proto_file_of(saved_dir: str) -> str:
+    for name in ("saved_model.cpb", "saved_model.pb"):
+        if os.path.exists(os.path.join(saved_dir, name)):
+            return name
+    raise FileNotFoundError(f"{saved_dir}: no saved_model.pb or saved_model.cpb was written")
+
+
+def count_chunks(cpb_path: str) -> int:
+    """Number of chunks listed in a .cpb's ChunkMetadata (its last record)."""
+    from imageformat.proto import chunk_pb2
+    from imageformat.riegeli import RecordReader
+    with RecordReader(cpb_path) as reader:
+        metadata = chunk_pb2.ChunkMetadata.FromString(reader.read_last_record())
+    return len(metadata.chunks)
+
+
+def count_shards(saved_dir: str) -> int:
+    variables = os.path.join(saved_dir, "variables")
+    if not os.path.isdir(variables):
+        return 0
+    return sum(1 for name in os.listdir(variables) if name.startswith("variables.data-"))
+
+
+def directory_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
+def save(state: ExportState, traced: "trace_stage.TracedModel") -> ExportState:
+    """Saves ``traced`` for ``state.task``; returns the state with the local saved dir."""
+    import tensorflow as tf
+
+    import imageformat
+
+    start = time.monotonic()
+    task = state.task
+    os.makedirs(task.work_dir, exist_ok=True)
+    final_dir = os.path.join(task.work_dir, SAVED_MODEL_DIRNAME)
+    temp_dir = os.path.join(task.work_dir, f".{SAVED_MODEL_DIRNAME}.tmp-{uuid.uuid4().hex[:12]}")
+    options = tf.saved_model.SaveOptions(
+        experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(task.max_shard_size))
+    try:
+        imageformat.save(traced.model, temp_dir, signatures=traced.functions, options=options,
+                         max_chunk_size=task.split_threshold)
+        if os.path.exists(final_dir):
+            shutil.rmtree(final_dir)
+        os.replace(temp_dir, final_dir)
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    proto_file = proto_file_of(final_dir)
+    chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
+    return state.advance("save", time.monotonic() - start, saved_dir=final_dir, proto_file=proto_file,
+                         saved_bytes=directory_size(final_dir), chunks=chunks, shards=count_shards(final_dir))
+
+
+class _SaveImageFormat(StageDoFn):
+    stage = "save"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = counter("bytes_written")
+        self._chunks = counter("chunks")
+        self._shards = counter("shards")
+
+    def run(self, state: ExportState) -> Iterable[ExportState]:
+        saved = save(state, trace_stage.take_traced(state.task))
+        self._bytes.inc(saved.saved_bytes)
+        self._chunks.inc(saved.chunks)
+        self._shards.inc(saved.shards)
+        yield saved
+
+
+class SaveImageFormat(beam.PTransform):
+    """ExportState (traced) -> ExportState with a local saved dir; returns (ok, failed)."""
+
+    def expand(self, traced):
+        return apply_stage(traced, "WriteSavedModel", _SaveImageFormat())

@@ -1,0 +1,176 @@
+"""Stage 1, Trace: build the model from its factory, trace the declared
+signatures, and compute golden outputs for the sample inputs.
+
+The traced model cannot travel as a Beam element, so it stays in a
+process-local table keyed by the job key; the Save stage (fused with this
+one) takes it from there, and traces again if a retry moved it elsewhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.elements import ExportState, ExportTask, SignatureTask
+from transforms.stage_dofn import StageDoFn, apply_stage
+
+
+@dataclasses.dataclass
+class TracedModel:
+    model: Any
+    functions: dict[str, Any]  # signature key -> tf ConcreteFunction
+
+
+_live_models: dict[str, TracedModel] = {}
+_live_lock = threading.Lock()
+
+
+def import_factory(reference: str) -> Callable[..., Any]:
+    """Resolves "package.module:function" (the function may be a dotted attribute path)."""
+    module_name, _, attr_path = reference.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ImportError(f"factory {reference!r}: cannot import module {module_name!r}: {e}") from e
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            raise AttributeError(f"factory {reference!r}: {target.__name__ if hasattr(target, '__name__') else target!r} "
+                                 f"has no attribute {part!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"factory {reference!r} is not callable")
+    return target
+
+
+def build_model(task: ExportTask) -> Any:
+    import tensorflow as tf
+    model = import_factory(task.factory)(**dict(task.factory_kwargs))
+    # Keras 3 models are not tf.Modules but are trackable, which is what saving needs.
+    if not isinstance(model, (tf.Module, tf.__internal__.tracking.AutoTrackable)):
+        raise TypeError(f"factory {task.factory!r} returned {type(model).__name__}, "
+                        "expected a tf.Module or Keras model")
+    if task.checkpoint:
+        # Checkpoints are expected to be written as tf.train.Checkpoint(model=<the model>)
+        # (by .save or .write); read() leaves the save counter alone, so both match.
+        status = tf.train.Checkpoint(model=model).read(task.checkpoint)
+        status.assert_existing_objects_matched()
+    return model
+
+
+def trace_signature(model: Any, signature: SignatureTask) -> Any:
+    """The concrete function for one declared signature (inputs passed positionally)."""
+    import tensorflow as tf
+    if signature.method == "__call__":
+        method = model
+    else:
+        method = getattr(model, signature.method, None)
+        if method is None or not callable(method):
+            raise AttributeError(f"signature {signature.key!r}: model {type(model).__name__} "
+                                 f"has no method {signature.method!r}")
+    specs = [tf.TensorSpec(shape=list(s.shape), dtype=tf.as_dtype(s.dtype), name=s.name)
+             for s in signature.inputs]
+    function = tf.function(lambda *args: method(*args), input_signature=specs)
+    return function.get_concrete_function()
+
+
+def trace_model(task: ExportTask) -> TracedModel:
+    model = build_model(task)
+    return TracedModel(model=model, functions={s.key: trace_signature(model, s) for s in task.signatures})
+
+
+def named_outputs(outputs: Any) -> dict[str, Any]:
+    """Names outputs the way TensorFlow's signature serialization does."""
+    if isinstance(outputs, Mapping):
+        return dict(outputs)
+    if hasattr(outputs, "_asdict"):
+        return dict(outputs._asdict())
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return {f"output_{i}": value for i, value in enumerate(outputs)}
+
+
+def signature_summary(task: ExportTask, traced: TracedModel) -> dict[str, Any]:
+    summary = {}
+    for signature in task.signatures:
+        outputs = named_outputs(traced.functions[signature.key].structured_outputs)
+        summary[signature.key] = {
+            "inputs": {s.name: {"dtype": s.dtype, "shape": list(s.shape)} for s in signature.inputs},
+            "outputs": {name: {"dtype": t.dtype.name, "shape": t.shape.as_list() if t.shape.rank is not None else None}
+                        for name, t in sorted(outputs.items())},
+        }
+    return summary
+
+
+def call_signature(function: Any, signature: SignatureTask, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+    args = [tf.constant(inputs[s.name], dtype=tf.as_dtype(s.dtype)) for s in signature.inputs]
+    return {name: value.numpy() for name, value in named_outputs(function(*args)).items()}
+
+
+def golden_outputs(task: ExportTask, traced: TracedModel) -> dict[str, np.ndarray]:
+    """"<signature>/<output>" -> array, for every signature that has sample inputs."""
+    golden = {}
+    for signature in task.signatures:
+        if signature.key in task.sample_inputs:
+            outputs = call_signature(traced.functions[signature.key], signature, task.sample_inputs[signature.key])
+            for name, value in outputs.items():
+                golden[f"{signature.key}/{name}"] = value
+    return golden
+
+
+def arrays_to_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """npz bytes without pickles: string arrays become fixed-width bytes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: (np.asarray(v).astype(bytes) if np.asarray(v).dtype == object else v)
+                        for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def npz_to_arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def trace(task: ExportTask) -> tuple[TracedModel, ExportState]:
+    """The whole stage as a plain function (the DoFn and the benchmark call this)."""
+    start = time.monotonic()
+    traced = trace_model(task)
+    golden = golden_outputs(task, traced)
+    state = ExportState(task=task).advance("trace", time.monotonic() - start,
+                                           signatures=signature_summary(task, traced),
+                                           golden_npz=arrays_to_npz(golden))
+    return traced, state
+
+
+def remember(task: ExportTask, traced: TracedModel) -> None:
+    with _live_lock:
+        _live_models[task.job_key] = traced
+
+
+def take_traced(task: ExportTask) -> TracedModel:
+    """The model traced earlier in this process, or a fresh trace (Beam may retry elsewhere)."""
+    with _live_lock:
+        traced = _live_models.pop(task.job_key, None)
+    return traced if traced is not None else trace_model(task)
+
+
+class _TraceModel(StageDoFn):
+    stage = "trace"
+
+    def run(self, task: ExportTask) -> Iterable[ExportState]:
+        traced, state = trace(task)
+        remember(task, traced)
+        yield state
+
+
+class Trace(beam.PTransform):
+    """ExportTask -> ExportState with signatures and golden outputs; returns (ok, failed)."""
+
+    def expand(self, tasks):
+        return apply_stage(tasks, "TraceModel", _TraceModel())
