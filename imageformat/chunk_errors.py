@@ -17,3 +17,11 @@ class ChunkedFormatError(ValueError):
 
 class SplitError(ValueError):
     """A message cannot be split into chunks under the protobuf size limit."""
+
+
+class ConstantTooLargeError(SplitError):
+    """A constant's tensor data is past the limit one TensorProto can hold.
+
+    No chunking helps: TensorFlow keeps a constant in the graph as one
+    TensorProto. The message names the constant and says what to change.
+    """

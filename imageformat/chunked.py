@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Mapping
 
 from google.protobuf.message import DecodeError, Message
 
@@ -28,39 +28,52 @@ DEFAULT_MAX_CHUNK_SIZE = splitter.DEFAULT_MAX_CHUNK_SIZE
 
 def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_dir: str | os.PathLike, *,
                             max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE,
-                            compression: str = "none") -> str:
+                            compression: str = "none",
+                            max_constant_bytes: int | None = None,
+                            deferred_constants: Mapping[str, splitter.Buffer] | None = None) -> str:
     """Writes ``saved_model`` into ``export_dir``; returns the path written.
 
     ``saved_model.cpb`` when the proto is estimated above ``max_chunk_size``
     (default 1.5 GiB), else a plain ``saved_model.pb`` (deterministic
-    serialization), as TensorFlow does. The file appears atomically and a
-    stale counterpart (.pb vs .cpb) from an earlier write is removed.
-    ``saved_model`` is not modified.
+    serialization), as TensorFlow does. The file appears atomically (written
+    under a temporary name, then renamed). Program files of an earlier model
+    (saved_model.pb/.pbtxt/.cpb) are removed first, so a failed write leaves
+    no program file rather than an old one beside new variables, and a stale
+    .pb never shadows a new .cpb. Write errors name the file.
+    ``saved_model`` is not modified. ``deferred_constants``: see splitter.plan_split.
     """
     export_dir = os.fspath(export_dir)
     _check_compression(compression)
-    plan = splitter.plan_split(saved_model, max_chunk_size)
-    os.makedirs(export_dir, exist_ok=True)
+    plan = splitter.plan_split(saved_model, max_chunk_size, max_constant_bytes=max_constant_bytes,
+                               deferred_constants=deferred_constants)
+    try:
+        os.makedirs(export_dir, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot create the export directory {export_dir}: "
+                                   f"{error.strerror or error}") from error
+    for name in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT, SAVED_MODEL_CPB):
+        stale = os.path.join(export_dir, name)
+        if os.path.lexists(stale):
+            os.remove(stale)
     if plan.is_split:
         path = os.path.join(export_dir, SAVED_MODEL_CPB)
         _write_atomically(path, lambda f: write_chunked(f, plan, compression=compression))
     else:
         path = os.path.join(export_dir, SAVED_MODEL_PB)
         _write_atomically(path, lambda f: f.write(plan.chunks[0].data()))
-    stale = os.path.join(export_dir, SAVED_MODEL_PB if plan.is_split else SAVED_MODEL_CPB)
-    if os.path.exists(stale):
-        os.remove(stale)
     return path
 
 
 def read_saved_model(export_dir: str | os.PathLike, *,
-                     skip_large_constants: bool = False) -> "saved_model_pb2.SavedModel":
+                     skip_large_constants: bool = False,
+                     graph_constants: dict | None = None) -> "saved_model_pb2.SavedModel":
     """Reads the SavedModel proto of ``export_dir``: .pb, else .pbtxt, else .cpb (merged).
 
     The preference is the one of TensorFlow's Python loader (and of
     ``imageformat.load``). ``skip_large_constants`` (.cpb only) leaves the
     tensor_content of constants stored as separate chunks empty and does not
     read them: enough to inspect signatures and the graph structure.
+    ``graph_constants`` (.cpb only): see merger.merge.
     """
     from tensorflow.core.protobuf import saved_model_pb2  # heavy import, only when needed
 
@@ -84,7 +97,8 @@ def read_saved_model(export_dir: str | os.PathLike, *,
             except text_format.ParseError as e:
                 raise ChunkedFormatError(pbtxt, f"not a valid SavedModel: {e}") from None
     if os.path.exists(cpb):
-        return read_chunked(cpb, saved_model_pb2.SavedModel, skip_large_constants=skip_large_constants)
+        return read_chunked(cpb, saved_model_pb2.SavedModel, skip_large_constants=skip_large_constants,
+                            graph_constants=graph_constants)
     raise FileNotFoundError(f"{export_dir}: no {SAVED_MODEL_PB}, {SAVED_MODEL_PBTXT} or {SAVED_MODEL_CPB}")
 
 
@@ -106,11 +120,11 @@ def write_chunked(dest: str | os.PathLike | BinaryIO, plan: splitter.SplitPlan, 
 
 
 def read_chunked(src: str | os.PathLike | BinaryIO, message_type: type[Message], *,
-                 skip_large_constants: bool = False) -> Message:
+                 skip_large_constants: bool = False, graph_constants: dict | None = None) -> Message:
     """Merges the chunked proto file ``src`` (path or binary file) into a new ``message_type``."""
     with ChunkedFile(src) as chunked_file:
         return merger.merge(chunked_file, chunked_file.metadata, message_type,
-                            skip_large_constants=skip_large_constants)
+                            skip_large_constants=skip_large_constants, graph_constants=graph_constants)
 
 
 class ChunkedFile:
@@ -190,7 +204,9 @@ def _write_atomically(path: str, write) -> None:
         with open(temporary, "wb") as f:
             write(f)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError):  # e.g. disk full: os.writev errors carry no file name
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
         raise

@@ -15,7 +15,9 @@ def load(export_dir: str | os.PathLike, tags: Any = None,
 
     Same result and errors as ``tf.saved_model.load``; for a .cpb the chunks
     are merged into the SavedModel proto in memory (it may exceed 2 GiB) and
-    TensorFlow restores functions and constants from it piece by piece.
+    TensorFlow restores functions and constants from it piece by piece. Large
+    graph constants of a TF2 SavedModel skip the proto: their records go
+    straight into the restored tensors (tf_support.chunked_loading).
     """
     with tf_support.chunked_loading():
         return tf.saved_model.load(os.fspath(export_dir), tags=tags, options=options)

@@ -81,13 +81,18 @@ class MemoryChunks:
 def merge(chunks: Sequence[Chunk] | ChunkSource,
           metadata: chunk_pb2.ChunkMetadata | chunk_pb2.ChunkedMessage,
           message_type: type[M] | None = None, *,
-          skip_large_constants: bool = False) -> M:
+          skip_large_constants: bool = False,
+          graph_constants: dict[str, Chunk] | None = None) -> M:
     """Rebuilds the message that ``chunks`` and ``metadata`` describe.
 
     ``chunks`` is a list (bytes or messages, e.g. from ``splitter.split``) or a
     ChunkSource such as ``chunked.ChunkedFile``. ``message_type`` defaults to
     SavedModel. ``skip_large_constants`` leaves every tensor_content filled by
     a BYTES chunk empty (dtype and shape stay) and does not read those chunks.
+    ``graph_constants`` (a SavedModel's, or a dict to fill): the tensor_content
+    BYTES chunks of top-level graph nodes (``meta_graphs[i].graph_def.node[k]``)
+    are left out of the message and put there instead, under the node's name,
+    as read (no copy into the message).
     """
     if message_type is None:
         from tensorflow.core.protobuf import saved_model_pb2  # heavy import, only when needed
@@ -99,7 +104,7 @@ def merge(chunks: Sequence[Chunk] | ChunkSource,
     else:
         source = chunks if _is_source(chunks) else MemoryChunks(chunks)
         root = metadata
-    return _Merger(source, skip_large_constants).run(root, message_type)
+    return _Merger(source, skip_large_constants, graph_constants).run(root, message_type)
 
 
 def check_version(metadata: chunk_pb2.ChunkMetadata, name: str) -> None:
@@ -130,9 +135,12 @@ class _Plan:
 
 
 class _Merger:
-    def __init__(self, source: ChunkSource, skip_large_constants: bool):
+    def __init__(self, source: ChunkSource, skip_large_constants: bool,
+                 graph_constants: dict[str, Chunk] | None = None):
         self.source = source
         self.skip_large_constants = skip_large_constants
+        self.graph_constants = graph_constants
+        self.held_out: dict[tuple[int, int], Chunk] = {}  # (meta graph, node) -> tensor_content
         self.count = len(source)
         self.used: dict[int, str] = {}
 
@@ -142,7 +150,11 @@ class _Merger:
     def run(self, root: chunk_pb2.ChunkedMessage, message_type: type[M]) -> M:
         plan = self._compile(root, message_type.DESCRIPTOR, message_type.DESCRIPTOR.name, 0)
         message = message_type()
+        if self.graph_constants is not None and message_type.DESCRIPTOR.full_name != _SAVED_MODEL:
+            self.graph_constants = None
         self._apply(plan, message)
+        for (meta_graph, node), data in self.held_out.items():
+            self.graph_constants[message.meta_graphs[meta_graph].graph_def.node[node].name] = data
         return message
 
     # ---- checking the ChunkedMessage tree (no chunk data read) ----
@@ -208,6 +220,8 @@ class _Merger:
                 parent = self._descend(parent, step, f.label)
             if f.nested is not None:
                 self._apply(f.nested, self._descend(parent, f.steps[-1], f.label))
+            elif self.graph_constants is not None and _is_graph_constant(f.steps):
+                self.held_out[(f.steps[0].index, f.steps[2].index)] = self.source.read(f.chunk)
             else:
                 self._set_bytes(parent, f.steps[-1], f.chunk, f.label)
 
@@ -264,6 +278,17 @@ class _Merger:
             getattr(parent, name)[step.key] = value
         else:
             setattr(parent, name, value)
+
+
+_SAVED_MODEL = "tensorflow.SavedModel"
+_GRAPH_CONSTANT_PATH = ("meta_graphs", "graph_def", "node", "attr", "tensor", "tensor_content")
+
+
+def _is_graph_constant(steps: list[fieldpath.Step]) -> bool:
+    """Whether a SavedModel path is meta_graphs[i].graph_def.node[k].attr["value"].tensor.tensor_content."""
+    return (tuple(step.field.name for step in steps) == _GRAPH_CONSTANT_PATH
+            and steps[0].index is not None and steps[2].index is not None
+            and steps[3].has_key and steps[3].key == "value")
 
 
 def _is_tensor_content(f: FieldDescriptor) -> bool:

@@ -18,6 +18,11 @@ Chunking policy (applied only when the message is estimated above
 * A single node or function shell larger than ``max_chunk_size`` gets a chunk of
   its own; only past the protobuf limit (2 GiB - 1) is that an error.
 
+Deferred constants (``deferred_constants``: node name -> bytes, for nodes of
+the message's graphs whose ``tensor_content`` was left empty, see
+deferred_constants.py) are split off from those buffers as they are, or put
+back into their node when the message is written whole or they are small.
+
 All paths are absolute (the ChunkedMessage tree is flat), chunks are numbered
 in the order TensorFlow's merger applies them, so the file reads front to back.
 Sizes are measured piece by piece: nothing here serializes or sizes the whole
@@ -30,14 +35,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from google.protobuf import unknown_fields
 from google.protobuf.message import Message
 
 from imageformat import fieldpath
-from imageformat.chunk_errors import SplitError
+from imageformat.chunk_errors import ConstantTooLargeError, SplitError
 from imageformat.proto import chunk_pb2, versions_pb2
+
+Buffer = bytes | bytearray | memoryview
 
 # Well under protobuf's 2 GiB so a chunk (and a plain .pb) always serializes and
 # parses, with room for the few bytes our size estimate can miss.
@@ -102,6 +109,21 @@ class SplitPlan:
             yield chunk, chunk.data()
 
 
+def constant_too_large(what: str, nbytes: int | None, limit: int = PROTOBUF_LIMIT) -> ConstantTooLargeError:
+    """The error for a constant whose tensor data is past ``limit`` bytes (``nbytes``, if known)."""
+    holds = f"{nbytes} bytes" if nbytes is not None else "more bytes"
+    if limit >= PROTOBUF_LIMIT:
+        why = (f"past protobuf's 2 GiB limit on one TensorProto ({limit} bytes). TensorFlow keeps a "
+               f"constant inside the graph as one TensorProto, so no file format (image format "
+               f"included) can store it")
+    else:
+        why = f"past the max_constant_bytes given ({limit} bytes)"
+    return ConstantTooLargeError(
+        f"{what} holds {holds} of tensor data, {why}. Hold the value in a tf.Variable instead "
+        f"(e.g. self.table = tf.Variable(value, trainable=False)): variables are saved in the "
+        f"sharded checkpoint under variables/, not in the graph.")
+
+
 def version_def() -> versions_pb2.VersionDef:
     return versions_pb2.VersionDef(splitter_version=SPLITTER_VERSION, join_version=JOIN_VERSION)
 
@@ -123,13 +145,28 @@ def split(message: Message, max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE, *,
 
 
 def plan_split(message: Message, max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE, *,
-               constant_threshold: int | None = None) -> SplitPlan:
-    """Decides the chunks of ``message`` without producing their bytes yet."""
+               constant_threshold: int | None = None,
+               max_constant_bytes: int | None = None,
+               deferred_constants: Mapping[str, Buffer] | None = None) -> SplitPlan:
+    """Decides the chunks of ``message`` without producing their bytes yet.
+
+    ``deferred_constants`` maps graph node names to the tensor_content their
+    node lacks (each must be found, with an empty tensor_content of that size).
+
+    A Const whose tensor_content is past ``max_constant_bytes`` (at most, and by
+    default, the protobuf limit TensorFlow's loader can parse) raises
+    ConstantTooLargeError.
+    """
+    if max_constant_bytes is None:
+        max_constant_bytes = PROTOBUF_LIMIT
     if max_chunk_size <= 0 or max_chunk_size > PROTOBUF_LIMIT:
         raise ValueError(f"max_chunk_size must be in 1..{PROTOBUF_LIMIT}, got {max_chunk_size}")
+    if max_constant_bytes <= 0 or max_constant_bytes > PROTOBUF_LIMIT:
+        raise ValueError(f"max_constant_bytes must be in 1..{PROTOBUF_LIMIT}, got {max_constant_bytes}")
     if constant_threshold is None:
         constant_threshold = max(1, min(LARGE_CONSTANT_BYTES, max_chunk_size // 4))
-    return _Planner(message, max_chunk_size, constant_threshold).plan()
+    return _Planner(message, max_chunk_size, constant_threshold, max_constant_bytes,
+                    deferred_constants or {}).plan()
 
 
 @dataclass
@@ -158,10 +195,14 @@ class _Graph:
 
 
 class _Planner:
-    def __init__(self, root: Message, max_chunk_size: int, constant_threshold: int):
+    def __init__(self, root: Message, max_chunk_size: int, constant_threshold: int, max_constant_bytes: int,
+                 deferred: Mapping[str, Buffer]):
         self.root = root
+        self.deferred = {name: memoryview(content).cast("B") for name, content in deferred.items()}
+        self.deferred_found: set[str] = set()
         self.max = max_chunk_size
         self.threshold = constant_threshold
+        self.max_constant = max_constant_bytes
         self.descriptor = root.DESCRIPTOR
         self.constants: list[PlannedChunk] = []
 
@@ -169,6 +210,9 @@ class _Planner:
         graphs = [_Graph(base, graph) for base, graph in self._graphs()]
         for g in graphs:
             self._plan_graph(g)
+        missing = sorted(set(self.deferred) - self.deferred_found)
+        if missing:
+            raise SplitError(f"deferred constants {missing[:5]} are not nodes of the graph")
         excluded: dict = {}
         for g in graphs:
             _add_exclusion(excluded, g.base + ["node"])
@@ -179,8 +223,7 @@ class _Planner:
                     + sum(c.size_hint for c in self.constants))
         root_name = self.descriptor.name
         if estimate <= self.max:
-            whole = PlannedChunk(MESSAGE, [], lambda: self.root.SerializeToString(deterministic=True),
-                                 f"the whole {root_name}")
+            whole = PlannedChunk(MESSAGE, [], self._serialize_whole, f"the whole {root_name}")
             return SplitPlan([whole], chunk_pb2.ChunkedMessage(chunk_index=0), estimate)
         if rest_size > PROTOBUF_LIMIT:
             raise SplitError(f"{root_name} without its graph nodes and functions is still "
@@ -196,21 +239,28 @@ class _Planner:
         chunks += self.constants
         return _ordered_plan(chunks, estimate)
 
+    def _serialize_whole(self) -> bytes:
+        if not self.deferred:
+            return self.root.SerializeToString(deterministic=True)
+        whole = type(self.root)()
+        whole.CopyFrom(self.root)
+        for _, graph in _graphs_of(whole):
+            for node in graph.node:
+                content = self.deferred.get(node.name)
+                if content is not None:
+                    node.attr["value"].tensor.tensor_content = content.tobytes()
+        return whole.SerializeToString(deterministic=True)
+
     def _graphs(self) -> Iterator[tuple[list, Message]]:
-        kind = _GRAPH_ROOTS.get(self.descriptor.full_name)
-        if kind == "graph":
-            yield [], self.root
-        elif kind == "meta_graph":
-            if self.root.HasField("graph_def"):
-                yield ["graph_def"], self.root.graph_def
-        elif kind == "saved_model":
-            for i, meta_graph in enumerate(self.root.meta_graphs):
-                if meta_graph.HasField("graph_def"):
-                    yield ["meta_graphs", i, "graph_def"], meta_graph.graph_def
+        return _graphs_of(self.root)
 
     def _plan_graph(self, g: _Graph) -> None:
         for k, node in enumerate(g.graph.node):
-            g.nodes.append(self._node_entry(node, g.base + ["node", k]))
+            deferred = self.deferred.get(node.name)
+            if deferred is None:
+                g.nodes.append(self._node_entry(node, g.base + ["node", k]))
+            else:
+                g.nodes.append(self._deferred_entry(node, g.base + ["node", k], deferred))
         for j, function in enumerate(g.graph.library.function):
             name = function.signature.name
             body = [self._node_entry(node, g.base + ["library", "function", j, "node_def", k],
@@ -234,6 +284,8 @@ class _Planner:
     def _node_entry(self, node: Message, parts: list, where: str = "") -> _Entry:
         what = f"node {node.name!r} (op {node.op}){where}"
         content = _constant_content(node)
+        if content is not None and content[1] > self.max_constant:
+            raise constant_too_large(f"Const {what}", content[1], self.max_constant)
         if content is not None and content[1] >= self.threshold:
             tensor, size = content
             stripped = copy_without(node, _nested_exclusion(_CONSTANT_CONTENT))
@@ -248,6 +300,27 @@ class _Planner:
             raise SplitError(f"{what} is {entry.size} bytes, past the protobuf limit of "
                              f"{PROTOBUF_LIMIT}; only a tensor_content constant can be split off")
         return entry
+
+    def _deferred_entry(self, node: Message, parts: list, content: memoryview) -> _Entry:
+        """A node whose tensor_content is ``content``, held outside the message."""
+        what = f"node {node.name!r} (op {node.op})"
+        found = _constant_content(node)
+        if (found is None or found[1] != len(content) or found[0].tensor_content
+                or node.name in self.deferred_found):
+            raise SplitError(f"deferred constant for {what}: the node is not a constant of "
+                             f"{len(content)} bytes with an empty tensor_content")
+        self.deferred_found.add(node.name)
+        if len(content) > self.max_constant:
+            raise constant_too_large(f"Const {what}", len(content), self.max_constant)
+        if len(content) >= self.threshold:
+            self.constants.append(PlannedChunk(
+                BYTES, fieldpath.build(self.descriptor, parts + list(_CONSTANT_CONTENT)),
+                lambda c=content: c, f"constant of {what}", _entry_size(len(content))))
+            return _Entry(node.ByteSize(), lambda m=node: m.SerializeToString(deterministic=True), what)
+        filled = type(node)()
+        filled.CopyFrom(node)
+        filled.attr["value"].tensor.tensor_content = content.tobytes()
+        return _Entry(filled.ByteSize(), lambda m=filled: m.SerializeToString(deterministic=True), what)
 
     def _slices(self, parts: list, field_name: str, entries: Sequence[_Entry], what: str) -> list[PlannedChunk]:
         """Packs entries in order into chunks of at most max_chunk_size (one entry may exceed)."""
@@ -268,6 +341,20 @@ class _Planner:
         return [PlannedChunk(MESSAGE, list(path), _joined(b"", number, run),
                              f"{what} {run[0].what}..{run[-1].what}")
                 for run in runs]
+
+
+def _graphs_of(root: Message) -> Iterator[tuple[list, Message]]:
+    """The GraphDefs in ``root`` with their paths from it."""
+    kind = _GRAPH_ROOTS.get(root.DESCRIPTOR.full_name)
+    if kind == "graph":
+        yield [], root
+    elif kind == "meta_graph":
+        if root.HasField("graph_def"):
+            yield ["graph_def"], root.graph_def
+    elif kind == "saved_model":
+        for i, meta_graph in enumerate(root.meta_graphs):
+            if meta_graph.HasField("graph_def"):
+                yield ["meta_graphs", i, "graph_def"], meta_graph.graph_def
 
 
 def _ordered_plan(chunks: list[PlannedChunk], estimate: int) -> SplitPlan:

@@ -15,13 +15,17 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import math
 import os
 import threading
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import message
+from tensorflow.python.eager.polymorphic_function import saved_model_utils
 from tensorflow.python.framework import ops
+from tensorflow.python.framework import tensor_util
 from tensorflow.python.lib.io import file_io
 from tensorflow.python.saved_model import builder_impl
 from tensorflow.python.saved_model import fingerprinting_utils
@@ -72,8 +76,10 @@ def _check_save_splitter_call() -> str | None:
     function = getattr(save_lib, "save_and_return_nodes", None)
     return _require(
         function is not None
-        and {"proto_splitter", "SavedModelSplitter", "write_fingerprint"} <= _names_used(function),
-        "save.save_and_return_nodes calling proto_splitter.SavedModelSplitter(...).write(prefix)")
+        and {"proto_splitter", "SavedModelSplitter", "write_fingerprint"} <= _names_used(function)
+        and "save_and_return_nodes" in _names_used(save_lib.save),
+        "save.save calling save_and_return_nodes, which calls "
+        "proto_splitter.SavedModelSplitter(...).write(prefix)")
 
 
 def _check_fill_meta_graph_def() -> str | None:
@@ -83,8 +89,26 @@ def _check_fill_meta_graph_def() -> str | None:
         fill is not None and build is not None
         and "saveable_view" in _params(fill)
         and "_as_graph_def" in _names_used(fill)
-        and "_fill_meta_graph_def" in _names_used(build),
-        "save._fill_meta_graph_def(saveable_view=...) calling Graph._as_graph_def")
+        and "_fill_meta_graph_def" in _names_used(build)
+        and {"capture", "function"} <= set(getattr(saved_model_utils.TrackableConstant, "__slots__", ())),
+        "save._fill_meta_graph_def(saveable_view=...) calling Graph._as_graph_def; "
+        "saved_model_utils.TrackableConstant.capture/.function")
+
+
+def _check_captured_constant_export() -> str | None:
+    export = getattr(saved_model_utils.TrackableConstant, "_export_to_saved_model_graph", None)
+    return _require(
+        export is not None
+        and _params(export)[:2] == ["self", "tensor_map"]
+        and "_exported_tensor" in getattr(saved_model_utils.TrackableConstant, "__slots__", ())
+        and callable(getattr(ops.Graph, "_create_op_internal", None))
+        and isinstance(saved_model_utils.TrackableConstant.__dict__.get("_deserialize_from_proto"),
+                       classmethod)
+        and _params(saved_model_utils.TrackableConstant._deserialize_from_proto)[:2]  # pylint: disable=protected-access
+        == ["object_proto", "operation_attributes"],
+        "saved_model_utils.TrackableConstant._export_to_saved_model_graph(self, tensor_map, ...) "
+        "setting _exported_tensor, classmethod _deserialize_from_proto(cls, object_proto, "
+        "operation_attributes); Graph._create_op_internal")
 
 
 def _check_graph_internals() -> str | None:
@@ -127,6 +151,7 @@ _SHAPE_CHECKS: tuple[Callable[[], str | None], ...] = (
     _check_save_splitter_call,
     _check_fill_meta_graph_def,
     _check_graph_internals,
+    _check_captured_constant_export,
     _check_loader,
     _check_constants_and_fingerprinting,
 )
@@ -155,6 +180,10 @@ check_supported()
 # Captured after the check: the originals our patches wrap and restore.
 _ORIGINAL_FILL_META_GRAPH_DEF = save_lib._fill_meta_graph_def  # pylint: disable=protected-access
 _ORIGINAL_AS_GRAPH_DEF = ops.Graph._as_graph_def  # pylint: disable=protected-access
+_ORIGINAL_SAVE_AND_RETURN_NODES = save_lib.save_and_return_nodes
+# The classmethod object itself, so that restoring the patch restores a classmethod.
+_ORIGINAL_RESTORE_CONSTANT = saved_model_utils.TrackableConstant.__dict__["_deserialize_from_proto"]
+_ORIGINAL_EXPORT_CONSTANT = saved_model_utils.TrackableConstant._export_to_saved_model_graph  # pylint: disable=protected-access
 _ORIGINAL_PARSE_SAVED_MODEL = loader_impl.parse_saved_model
 _MISSING = object()
 _ORIGINAL_SAVE_SPLITTER = getattr(save_lib, "proto_splitter", _MISSING)
@@ -190,7 +219,30 @@ def image_format_options(options: save_options.SaveOptions | None) -> save_optio
 _assembling_graph_def = contextvars.ContextVar("imageformat_assembling_graph_def", default=False)
 # Split threshold of the save running in this context (None: library default).
 _max_chunk_size = contextvars.ContextVar("imageformat_max_chunk_size", default=None)
+# Largest tensor a constant of the save running in this context may hold (None: protobuf's limit).
+_max_constant_bytes = contextvars.ContextVar("imageformat_max_constant_bytes", default=None)
 _enabled_max_chunk_size: int | None = None
+
+
+class _DeferredConstants:
+    """Contents of the captured constants an image-format save left out of its
+    graph (node name -> bytes), for the MetaGraphDef they belong to."""
+
+    def __init__(self, meta_graph_def: Any) -> None:
+        self.meta_graph_def = meta_graph_def
+        self.contents: dict[str, memoryview] = {}
+
+
+# True within save_and_return_nodes, the only caller of _fill_meta_graph_def that
+# hands the SavedModel to our splitter (export_meta_graph serializes it itself,
+# so its constants must stay in the graph).
+_writing_saved_model = contextvars.ContextVar("imageformat_writing_saved_model", default=False)
+# Set by _fill_meta_graph_def of an image-format save, taken by our splitter
+# when the same save writes its SavedModel (in between TensorFlow's code runs).
+_deferred_constants = contextvars.ContextVar("imageformat_deferred_constants", default=None)
+# Within chunked_loading: tensor_content of top-level graph constants the merger
+# held out of the proto (node name -> bytes), until their tensors are restored.
+_loaded_constants = contextvars.ContextVar("imageformat_loaded_constants", default=None)
 
 
 @functools.wraps(_ORIGINAL_FILL_META_GRAPH_DEF)
@@ -199,11 +251,75 @@ def _fill_meta_graph_def(*args: Any, **kwargs: Any) -> Any:
     saveable_view = bound.arguments["saveable_view"]
     if not saveable_view.options.experimental_image_format:
         return _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
+    _check_captured_constants(saveable_view, _max_constant_bytes.get())
     token = _assembling_graph_def.set(True)
+    _deferred_constants.set(_DeferredConstants(bound.arguments["meta_graph_def"])
+                            if _writing_saved_model.get() else None)
     try:
         return _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
+    except BaseException:
+        _deferred_constants.set(None)
+        raise
     finally:
         _assembling_graph_def.reset(token)
+
+
+@functools.wraps(_ORIGINAL_SAVE_AND_RETURN_NODES)
+def _save_and_return_nodes(*args: Any, **kwargs: Any) -> Any:
+    token = _writing_saved_model.set(True)
+    try:
+        return _ORIGINAL_SAVE_AND_RETURN_NODES(*args, **kwargs)
+    finally:
+        _writing_saved_model.reset(token)
+        _deferred_constants.set(None)  # never outlives its save, even a failed one
+
+
+@functools.wraps(_ORIGINAL_EXPORT_CONSTANT)
+def _export_captured_constant(self: Any, tensor_map: Any, **kwargs: Any) -> Any:
+    """Large captured constants of an image-format save keep their bytes out of
+    the graph until they are written (see deferred_constants.py)."""
+    deferred = _deferred_constants.get()
+    if deferred is not None and _assembling_graph_def.get():
+        from imageformat import deferred_constants  # pylint: disable=import-outside-toplevel
+        exported = deferred_constants.export_deferred(self.capture, deferred.contents)
+        if exported is not None:
+            tensor_map[self.capture] = exported
+            self._exported_tensor = exported  # pylint: disable=protected-access
+            return [self.capture]
+    return _ORIGINAL_EXPORT_CONSTANT(self, tensor_map=tensor_map, **kwargs)
+
+
+def _check_captured_constants(saveable_view: Any, limit: int | None) -> None:
+    """Refuses, with the way out, a captured constant too large for one TensorProto.
+
+    TensorFlow would fail later, deep in map_resources, with only "Cannot
+    create a tensor proto whose content is larger than 2GB" and no name.
+    Constants filled with one value pass: TensorFlow saves them by shape.
+    """
+    from imageformat import splitter  # pylint: disable=import-outside-toplevel
+    limit = splitter.PROTOBUF_LIMIT if limit is None else limit
+    for node in saveable_view.nodes:
+        if not isinstance(node, saved_model_utils.TrackableConstant):
+            continue
+        capture = node.capture
+        if not capture.shape.is_fully_defined() or capture.dtype == tf.string:
+            continue
+        nbytes = capture.shape.num_elements() * capture.dtype.size
+        if nbytes <= limit:
+            continue
+        value = tensor_util.constant_value(capture)
+        if value is None or _is_uniform(value):
+            continue
+        raise splitter.constant_too_large(
+            f"the {capture.dtype.name} constant of shape {capture.shape} captured by function "
+            f"{os.fsdecode(node.function.name)!r}", nbytes, limit)
+
+
+def _is_uniform(value: Any) -> bool:
+    """Whether every element equals the first, compared in slices (no full-size temporary)."""
+    flat = value.reshape(-1)
+    step = 1 << 24
+    return all(bool((flat[i:i + step] == flat[0]).all()) for i in range(0, flat.size, step))
 
 
 @functools.wraps(_ORIGINAL_AS_GRAPH_DEF)
@@ -233,6 +349,13 @@ class SavedModelSplitter:
         if chunk_size is None:
             chunk_size = _enabled_max_chunk_size
         kwargs = {} if chunk_size is None else {"max_chunk_size": chunk_size}
+        if _max_constant_bytes.get() is not None:
+            kwargs["max_constant_bytes"] = _max_constant_bytes.get()
+        deferred = _deferred_constants.get()
+        _deferred_constants.set(None)
+        if deferred is not None and deferred.contents and any(
+                meta_graph is deferred.meta_graph_def for meta_graph in self._saved_model.meta_graphs):
+            kwargs["deferred_constants"] = deferred.contents
         # Also removes a stale saved_model.pb/.cpb of an earlier save, which
         # loaders would otherwise prefer or confuse with the new file.
         return os.fspath(chunked.write_saved_model_proto(self._saved_model, export_dir, **kwargs))
@@ -258,11 +381,49 @@ def _parse_saved_model(export_dir: Any) -> Any:
     if has_plain or not file_io.file_exists(cpb_path):
         return _ORIGINAL_PARSE_SAVED_MODEL(export_dir)
     from imageformat import chunked  # pylint: disable=import-outside-toplevel
+    held_out = _loaded_constants.get()
     try:
-        return chunked.read_saved_model(directory)
+        saved_model = chunked.read_saved_model(directory, graph_constants=held_out)
     except (ValueError, message.DecodeError) as error:
         # TensorFlow's loaders report unreadable program files as IOError.
         raise IOError(f"Cannot parse file {cpb_path}: {error}") from error
+    if held_out and not _restores_constants_by_object(saved_model):
+        _put_back(saved_model, held_out)  # a TF1 model: its whole graph gets imported
+    return saved_model
+
+
+def _restores_constants_by_object(saved_model: Any) -> bool:
+    """Whether TensorFlow's loader reads top-level graph constants only through
+    TrackableConstant (a TF2 SavedModel: one meta graph with an object graph)."""
+    return len(saved_model.meta_graphs) == 1 and saved_model.meta_graphs[0].HasField("object_graph_def")
+
+
+def _put_back(saved_model: Any, held_out: dict) -> None:
+    for meta_graph in saved_model.meta_graphs:
+        for node in meta_graph.graph_def.node:
+            data = held_out.pop(node.name, None)
+            if data is not None:
+                node.attr["value"].tensor.tensor_content = bytes(data)
+
+
+def _restore_constant(cls: Any, object_proto: Any, operation_attributes: Any, **kwargs: Any) -> Any:
+    """TrackableConstant's restore, for a constant whose bytes the merger held
+    out of the proto: one copy, from the record read, into the eager tensor
+    (instead of into the proto, out of it, then into the tensor)."""
+    held_out = _loaded_constants.get()
+    name = object_proto.constant.operation
+    data = held_out.pop(name, None) if held_out else None
+    if data is None:
+        return _ORIGINAL_RESTORE_CONSTANT.__get__(None, cls)(
+            object_proto, operation_attributes=operation_attributes, **kwargs)
+    tensor = operation_attributes[name]["value"].tensor
+    dtype = tf.dtypes.as_dtype(tensor.dtype)
+    shape = [dim.size for dim in tensor.tensor_shape.dim]
+    if dtype == tf.string or len(data) != math.prod(shape) * dtype.size:
+        raise ValueError(f"constant {name!r}: {len(data)} bytes of tensor_content do not fit "
+                         f"a {dtype.name} tensor of shape {shape}")
+    array = np.frombuffer(data, dtype=dtype.as_numpy_dtype).reshape(shape)
+    return tf.constant(array)
 
 
 # --------------------------------------------------------------------------
@@ -312,10 +473,15 @@ _SAVE_PATCHES = _PatchSet([
     (save_lib, "proto_splitter", _SPLITTER_MODULE, _ORIGINAL_SAVE_SPLITTER),
     (builder_impl, "proto_splitter", _SPLITTER_MODULE, _ORIGINAL_BUILDER_SPLITTER),
     (save_lib, "_fill_meta_graph_def", _fill_meta_graph_def, _ORIGINAL_FILL_META_GRAPH_DEF),
+    (save_lib, "save_and_return_nodes", _save_and_return_nodes, _ORIGINAL_SAVE_AND_RETURN_NODES),
     (ops.Graph, "_as_graph_def", _as_graph_def, _ORIGINAL_AS_GRAPH_DEF),
+    (saved_model_utils.TrackableConstant, "_export_to_saved_model_graph", _export_captured_constant,
+     _ORIGINAL_EXPORT_CONSTANT),
 ])
 _LOAD_PATCHES = _PatchSet([
     (loader_impl, "parse_saved_model", _parse_saved_model, _ORIGINAL_PARSE_SAVED_MODEL),
+    (saved_model_utils.TrackableConstant, "_deserialize_from_proto", classmethod(_restore_constant),
+     _ORIGINAL_RESTORE_CONSTANT),
 ])
 _ALLOW_OPTION = _PatchSet([
     (save_options, "is_oss", False, save_options.is_oss),
@@ -325,23 +491,39 @@ _enabled = False
 
 
 @contextlib.contextmanager
-def image_format_saving(max_chunk_size: int | None = None) -> Iterator[None]:
-    """Within the block, image-format saves go through our splitter and graph assembly."""
-    if max_chunk_size is not None and (not isinstance(max_chunk_size, int) or max_chunk_size <= 0):
-        raise ValueError(f"max_chunk_size must be a positive int, got {max_chunk_size!r}")
+def image_format_saving(max_chunk_size: int | None = None,
+                        max_constant_bytes: int | None = None) -> Iterator[None]:
+    """Within the block, image-format saves go through our splitter and graph assembly.
+
+    ``max_constant_bytes`` (None: protobuf's 2 GiB limit) is the largest tensor
+    one constant may hold; larger ones raise ConstantTooLargeError.
+    """
+    for name, value in (("max_chunk_size", max_chunk_size), ("max_constant_bytes", max_constant_bytes)):
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     token = _max_chunk_size.set(max_chunk_size)
+    constant_token = _max_constant_bytes.set(max_constant_bytes)
     try:
         with _SAVE_PATCHES.held():
             yield
     finally:
+        _max_constant_bytes.reset(constant_token)
         _max_chunk_size.reset(token)
 
 
 @contextlib.contextmanager
 def chunked_loading() -> Iterator[None]:
-    """Within the block, TensorFlow's loaders read saved_model.cpb too."""
-    with _LOAD_PATCHES.held():
-        yield
+    """Within the block, TensorFlow's loaders read saved_model.cpb too.
+
+    Large graph constants of a .cpb go from the records read straight into
+    the restored tensors (held out of the merged proto until then).
+    """
+    token = _loaded_constants.set({})
+    try:
+        with _LOAD_PATCHES.held():
+            yield
+    finally:
+        _loaded_constants.reset(token)
 
 
 def enable(*, max_chunk_size: int | None = None) -> None:
