@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(PY) -m pipeline demo --registry ./registry
 
+# Two workers: one per core; each starts its own emulators on free loopback ports.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

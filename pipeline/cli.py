@@ -1,4 +1,4 @@
-"""tf-bigexport command line: run, demo, inspect, call, verify.
+"""tf-bigexport command line: run, demo, inspect, call, verify, register.
 
 Parsing happens here without importing TensorFlow or Beam; each command's
 module is imported only when that command runs.
@@ -12,6 +12,7 @@ import sys
 EXIT_OK = 0
 EXIT_FAILED = 1  # some job failed / verification found mismatches
 EXIT_USAGE = 2  # bad arguments or a bad jobs file
+EXIT_NOT_REGISTERED = 3  # everything published, but some model registry failed: retry with `register`
 
 DEFAULT_DEMO_REGISTRY = "./registry"
 
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[common], help="run the export pipeline on a jobs file",
         description="Runs the export pipeline. Unrecognized --options are passed to Beam, e.g. "
-                    "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp.")
+                    "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp. Our own: "
+                    "--work_dir, --run_id, --outcomes_dir, --storage_options JSON, --mlflow_tracking_uri URI "
+                    "(also register published versions in MLflow), --mlflow_registry_uri URI.")
     run.add_argument("--jobs", required=True, metavar="FILE", help="jobs file (YAML or JSON)")
     run.add_argument("--registry", metavar="URI", help="default registry for jobs that do not name one")
 
@@ -64,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", parents=[common],
                                  help="re-check a published version against its release record")
     verify.add_argument("uri", metavar="URI", help="<registry>/<model>/<version>")
+
+    register = commands.add_parser("register", parents=[common],
+                                   help="register a published version in model registries (idempotent)")
+    register.add_argument("uri", metavar="URI", help="<registry>/<model>/<version>")
+    register.add_argument("--mlflow_tracking_uri", "--mlflow-tracking-uri", dest="mlflow_tracking_uri",
+                          metavar="URI", help="MLflow tracking URI, e.g. sqlite:///mlflow.db")
+    register.add_argument("--mlflow_registry_uri", "--mlflow-registry-uri", dest="mlflow_registry_uri",
+                          metavar="URI", help="MLflow model registry URI (default: the tracking URI)")
     return parser
 
 
@@ -101,6 +112,9 @@ def _dispatch(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.command == "call":
         from pipeline.call_model import call_command
         return call_command(args)
+    if args.command == "register":
+        from pipeline.register_release import register_command
+        return register_command(args)
     from pipeline.verify_release import verify_command
     return verify_command(args)
 

@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.demo_models import demo_jobs
 from pipeline.export import run_export
 from pipeline.jobs import parse_jobs
-from pipeline.summary import format_summary
+from pipeline.summary import format_summary, plural, proto_description
 
 # Inputs that fit each demo model's serving signature, for the printed `call` commands.
 _CALL_EXAMPLES = {
@@ -27,16 +27,22 @@ def python_command() -> str:
     return relative if not relative.startswith("..") else executable
 
 
+def shown_path(path: str) -> str:
+    """`path` relative to the current directory when it is below it (what a user would type)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
     published = sorted((o for o in outcomes if o["status"] == "published"), key=lambda o: o["model_name"])
     if not published:
         return "Nothing was published; see the errors above."
     py = python_command()
     cli = f"{py} -m pipeline"
+    registry = shown_path(registry)
     lines = [f"Published to {registry}:"]
     for o in published:
-        lines.append(f"  {o['model_name']}/{o['version']}  ({o['proto_file']}, {o['chunks']} chunks, "
-                     f"{o['files']} files)")
+        lines.append(f"  {o['model_name']}/{o['version']}  ({proto_description(o)}, {plural(o['files'], 'file')})")
     split = next((o for o in published if o["proto_file"] == "saved_model.cpb"), published[0])
     split_uri = os.path.join(registry, split["model_name"], str(split["version"]))
     lines += ["", "Try next:", f"  {cli} inspect {shlex.quote(split_uri)}"]

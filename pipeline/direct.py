@@ -16,8 +16,9 @@ STAGES = ("trace", "save", "fingerprint", "stage", "verify", "commit")
 
 
 def export_directly(job: JobSpec, *, work_root: str, run_id: str,
-                    storage_options: dict | None = None) -> ExportState:
-    task = to_task(job, work_root=work_root, run_id=run_id, storage_options=storage_options)
+                    storage_options: dict | None = None, registration: dict | None = None) -> ExportState:
+    task = to_task(job, work_root=work_root, run_id=run_id, storage_options=storage_options,
+                   registration=registration)
     traced, state = trace.trace(task)
     state = save.save(state, traced)
     del traced

@@ -10,7 +10,7 @@ import apache_beam as beam
 from pipeline.graph import build_graph
 from pipeline.jobs import JobSpec
 from pipeline.logs import progress
-from pipeline.options import ExportOptions, build_options, storage_options_from
+from pipeline.options import ExportOptions, build_options, registration_of, storage_options_from
 from pipeline.summary import read_outcomes
 
 
@@ -20,7 +20,7 @@ def construct(jobs: Sequence[JobSpec], beam_args: list[str]) -> tuple[beam.Pipel
     export = options.view_as(ExportOptions)
     pipeline = beam.Pipeline(options=options)
     build_graph(pipeline, jobs, work_root=export.work_dir, run_id=export.run_id, outcomes_dir=export.outcomes_dir,
-                storage_options=storage_options_from(export.storage_options))
+                storage_options=storage_options_from(export.storage_options), registration=registration_of(export))
     return pipeline, export
 
 
@@ -87,4 +87,8 @@ def run_command(args, beam_args: list[str]) -> int:
         print(f"run: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(format_summary(outcomes))
-    return EXIT_OK if all(o["status"] == "published" for o in outcomes) else EXIT_FAILED
+    if not all(o["status"] == "published" for o in outcomes):
+        return EXIT_FAILED
+    from pipeline.cli import EXIT_NOT_REGISTERED
+    from pipeline.summary import registration_failures
+    return EXIT_NOT_REGISTERED if registration_failures(outcomes) else EXIT_OK

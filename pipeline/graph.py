@@ -23,7 +23,8 @@ from transforms.trace import Trace
 from transforms.verify import Verify
 
 
-def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict | None = None) -> ExportTask:
+def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict | None = None,
+            registration: dict | None = None) -> ExportTask:
     """The stages' view of a job: sample inputs read into arrays, a run-stable job key."""
     return ExportTask(
         model_name=job.name,
@@ -42,55 +43,62 @@ def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict 
         work_dir=os.path.join(work_root, job.name),
         storage_options=dict(storage_options or {}),
         release_extras={"job_spec_sha256": job.spec_sha256, "job_spec": dict(job.raw), "tags": dict(job.tags)},
+        registration=dict(registration or {}),
     )
 
 
 class _ReadJob(StageDoFn):
     stage = "read"
 
-    def __init__(self, work_root: str, run_id: str, storage_options: dict) -> None:
+    def __init__(self, work_root: str, run_id: str, storage_options: dict, registration: dict) -> None:
         super().__init__()
         self._work_root = work_root
         self._run_id = run_id
         self._storage_options = storage_options
+        self._registration = registration
 
     def model_name(self, job: JobSpec) -> str:
         return job.name
 
     def run(self, job: JobSpec) -> Iterable[ExportTask]:
-        yield to_task(job, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options)
+        yield to_task(job, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options,
+                      registration=self._registration)
 
 
 class ReadJobs(beam.PTransform):
     """Validated job specs -> ExportTasks, spread so that jobs can run in parallel."""
 
     def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                 storage_options: dict | None = None) -> None:
+                 storage_options: dict | None = None, registration: dict | None = None) -> None:
         super().__init__()
         self._jobs = list(jobs)
         self._work_root = work_root
         self._run_id = run_id
         self._storage_options = dict(storage_options or {})
+        self._registration = dict(registration or {})
 
     def expand(self, pbegin):
         jobs = pbegin | "JobSpecs" >> beam.Create(self._jobs) | "SpreadJobs" >> beam.Reshuffle()
-        return apply_stage(jobs, "ToExportTask", _ReadJob(self._work_root, self._run_id, self._storage_options))
+        return apply_stage(jobs, "ToExportTask", _ReadJob(self._work_root, self._run_id, self._storage_options,
+                                                          self._registration))
 
 
 class ExportModels(beam.PTransform):
     """Job specs in, per-job outcomes out (published ExportStates, StageFailures)."""
 
     def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                 storage_options: dict | None = None) -> None:
+                 storage_options: dict | None = None, registration: dict | None = None) -> None:
         super().__init__()
         self._jobs = list(jobs)
         self._work_root = work_root
         self._run_id = run_id
         self._storage_options = dict(storage_options or {})
+        self._registration = dict(registration or {})
 
     def expand(self, pbegin):
         tasks, read_failed = pbegin | "ReadJobs" >> ReadJobs(
-            self._jobs, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options)
+            self._jobs, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options,
+            registration=self._registration)
         traced, trace_failed = tasks | "Trace" >> Trace()
         saved, save_failed = traced | "SaveImageFormat" >> SaveImageFormat()
         fingerprinted, fingerprint_failed = saved | "Fingerprint" >> Fingerprint()
@@ -103,6 +111,14 @@ class ExportModels(beam.PTransform):
 
 
 # ---- outcomes -------------------------------------------------------------------
+
+def _shown_registration(registration) -> dict[str, Any]:
+    import dataclasses
+
+    from registries import RegistrationConfig
+    shown = RegistrationConfig(**registration).without_credentials()
+    return {k: v for k, v in dataclasses.asdict(shown).items() if v}
+
 
 def outcome_of(element: ExportState | StageFailure) -> dict[str, Any]:
     """One job's result as a JSON-able dict (what the summary table reads)."""
@@ -122,6 +138,8 @@ def outcome_of(element: ExportState | StageFailure) -> dict[str, Any]:
         "shards": element.shards,
         "fingerprint": dict(element.fingerprint),
         "seconds": dict(element.seconds),
+        "registrations": [dict(r) for r in element.registrations],
+        "registration": _shown_registration(element.task.registration),
     }
 
 
@@ -166,8 +184,9 @@ class WriteOutcomes(beam.PTransform):
 
 
 def build_graph(pipeline: beam.Pipeline, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                outcomes_dir: str, storage_options: dict | None = None) -> None:
+                outcomes_dir: str, storage_options: dict | None = None, registration: dict | None = None) -> None:
     """Applies the whole export to ``pipeline`` (does not run it)."""
     _ = (pipeline
-         | "ExportModels" >> ExportModels(jobs, work_root=work_root, run_id=run_id, storage_options=storage_options)
+         | "ExportModels" >> ExportModels(jobs, work_root=work_root, run_id=run_id, storage_options=storage_options,
+                                          registration=registration)
          | "WriteOutcomes" >> WriteOutcomes(outcomes_dir))

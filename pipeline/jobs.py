@@ -250,6 +250,10 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
         problems.add(label, "registry", "no registry: set it on the job, at the top of the file, or pass --registry")
     elif not _nonempty_str(registry):
         problems.add(label, "registry", "must be a non-empty string (a URI or directory)")
+    else:
+        unsupported = _unsupported_scheme(registry)
+        if unsupported:
+            problems.add(label, "registry", unsupported)
 
     tags = raw.get("tags", {}) or {}
     if not isinstance(tags, Mapping):
@@ -507,6 +511,22 @@ def _resolve(path: str, base_dir: str) -> str:
     if "://" in path:
         return path
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def _unsupported_scheme(uri: str) -> str | None:
+    """Why fsspec cannot open ``uri``'s scheme, or None (checked before any job runs)."""
+    if "://" not in uri:
+        return None
+    # light: the backends themselves are imported on first use
+    from fsspec.registry import known_implementations, registry
+
+    scheme = uri.split("://", 1)[0].lower()
+    known = set(known_implementations) | set(registry)
+    if scheme in known:
+        return None
+    shown = uri.split("://", 1)[0]
+    return (f"unsupported URI scheme {shown!r}{_suggest(scheme, known)}: use a local directory "
+            "or gs://, s3://, file:// (any fsspec protocol)")
 
 
 def _nonempty_str(value: Any) -> bool:

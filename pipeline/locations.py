@@ -25,6 +25,19 @@ def filesystem(location: str):
     return fsspec.core.url_to_fs(location, **storage_options_from(None))
 
 
+def safe_relative(location: str, relative: str) -> str:
+    """An object name from a listing, refused if it could land outside a local directory.
+
+    Object stores allow keys like "m/1/../../x"; downloaded naively they would be
+    written outside the scratch directory.
+    """
+    parts = relative.split("/")
+    if not relative or relative.startswith("/") or "\\" in relative or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{location}: refusing object {relative!r}: its name has an empty, '.' or '..' "
+                         "part, or is absolute (a SavedModel never has one)")
+    return relative
+
+
 def list_files(location: str) -> list[tuple[str, int]]:
     """(relative posix path, size) of every file under the model directory."""
     if not is_remote(location):
@@ -38,7 +51,8 @@ def list_files(location: str) -> list[tuple[str, int]]:
     found = fs.find(root, detail=True)
     if not found:
         raise FileNotFoundError(f"{location}: no objects under this prefix")
-    return sorted((path[len(root) + 1:], int(info.get("size") or 0)) for path, info in found.items())
+    return sorted((safe_relative(location, path[len(root) + 1:]), int(info.get("size") or 0))
+                  for path, info in found.items())
 
 
 @contextlib.contextmanager

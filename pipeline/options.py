@@ -32,6 +32,17 @@ class ExportOptions(PipelineOptions):
         parser.add_argument("--storage_options", default=None,
                             help="JSON object of fsspec options for registries, e.g. an emulator endpoint "
                                  f"(default: ${STORAGE_OPTIONS_ENV}); prefer ambient credentials over secrets here")
+        parser.add_argument("--mlflow_tracking_uri", default=None,
+                            help="also register each published version in this MLflow Model Registry "
+                                 "(e.g. sqlite:///mlflow.db or http://mlflow:5000; needs the mlflow extra)")
+        parser.add_argument("--mlflow_registry_uri", default=None,
+                            help="MLflow model registry URI when it differs from --mlflow_tracking_uri")
+
+
+def registration_of(export: "ExportOptions") -> dict:
+    """registries.RegistrationConfig fields from the pipeline options."""
+    return {k: v for k, v in (("mlflow_tracking_uri", export.mlflow_tracking_uri),
+                              ("mlflow_registry_uri", export.mlflow_registry_uri)) if v}
 
 
 def project_setup_file() -> str | None:

@@ -32,8 +32,9 @@ class FileEntry:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FileEntry":
-        return cls(path=data["path"], size=int(data["size"]), crc32c=data["crc32c"],
-                   sha256=data["sha256"])
+        # Records come from buckets other systems can write: a path must stay inside its directory.
+        return cls(path=validate_relative_path(data["path"], where="file entry"), size=int(data["size"]),
+                   crc32c=data["crc32c"], sha256=data["sha256"])
 
 
 @dataclass(frozen=True)
@@ -104,17 +105,39 @@ def entry_for_file(local_path: str, rel_path: str) -> FileEntry:
     return FileEntry(path=rel_path, size=summer.size, crc32c=summer.crc32c, sha256=summer.sha256)
 
 
-def build_manifest(local_dir: str | os.PathLike, *, workers: int = 4) -> Manifest:
-    """Walk `local_dir` and checksum every regular file (symlinks to files are followed).
+def _inside(path: str, root_real: str) -> bool:
+    return os.path.commonpath([path, root_real]) == root_real
 
-    Files are hashed on `workers` threads (hashlib releases the GIL on big buffers).
+
+def _check_link(full: str, root_real: str) -> None:
+    """Symlinks are followed only to regular files inside the export directory."""
+    target = os.path.realpath(full)
+    if not _inside(target, root_real):
+        raise StorageError(f"{full}: symbolic link to {target} points outside the export directory "
+                           f"{root_real}; refusing to follow it")
+    if os.path.isdir(target):
+        raise StorageError(f"{full}: symbolic link to a directory; exports must not contain them")
+
+
+def build_manifest(local_dir: str | os.PathLike, *, workers: int = 4) -> Manifest:
+    """Walk `local_dir` and checksum every regular file.
+
+    A symlink is followed only when it resolves to a regular file inside
+    `local_dir`; one pointing outside (or to a directory) is refused, so an
+    export can never make us upload, say, /etc/passwd. Files are hashed on
+    `workers` threads (hashlib releases the GIL on big buffers).
     """
     root = os.fspath(local_dir)
     if not os.path.isdir(root):
         raise StorageError(f"{root}: not a directory (expected a SavedModel export directory)")
+    root_real = os.path.realpath(root)
     rel_paths: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        for name in dirnames + sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                _check_link(full, root_real)
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")

@@ -201,9 +201,21 @@ class Registry:
         return self._releases.read_index(model_name)
 
     @_guarded
+    def update_index(self, model_name: str) -> dict:
+        """Rebuild <model>/index.json from the release records (idempotent); returns it."""
+        validate_model_name(model_name)
+        return self._releases.update_index(model_name)
+
+    @_guarded
     def cleanup_staging(self, staging_uri: str) -> None:
         staging = check_staging_path(self._loc, self._loc.path_of(staging_uri))
         objects.remove_tree(self._loc.fs, staging)
+
+    def find_release(self, model_name: str, job_key: str) -> ReleaseRecord | None:
+        """The release record of the version `job_key` published, if it got that far."""
+        validate_model_name(model_name)
+        validate_job_key(job_key)
+        return self._already_published(model_name, job_key)
 
     @_guarded
     def _already_published(self, model_name: str, job_key: str) -> ReleaseRecord | None:

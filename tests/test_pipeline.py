@@ -89,7 +89,8 @@ def test_broken_job_reported_by_name_and_stage_and_not_published(exported):
     assert broken["status"] == "failed" and broken["stage"] == "trace"
     assert "RuntimeError: weights file is corrupted" in broken["error"]
     summary = format_summary(list(exported["outcomes"].values()))
-    assert "job 'broken' failed in stage 'trace': RuntimeError: weights file is corrupted" in summary
+    assert ("job 'broken' failed in stage 'trace': FactoryError: field 'factory': 'test_pipeline:broken_model' "
+            "raised RuntimeError: weights file is corrupted") in summary
     assert "FAILED in trace" in summary
     registry = registry_of(exported)
     assert registry.list_versions("broken") == []
@@ -165,7 +166,8 @@ def test_stages_are_idempotent_when_retried(tmp_path):
     saved = save.save(state, traced)
     saved_again = save.save(state, traced)  # a retried bundle: same place, nothing left behind
     assert saved_again.saved_dir == saved.saved_dir
-    assert sorted(os.listdir(task.work_dir)) == ["saved_model"]
+    # no temporary directory left; the stamp says which job the complete save belongs to
+    assert sorted(os.listdir(task.work_dir)) == ["saved_model", "saved_model.golden.npz", "saved_model.job"]
     state = fingerprint.fingerprint(saved_again)
     state = stage.stage(state)
     assert stage.stage(state).staging_uri == state.staging_uri

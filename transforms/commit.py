@@ -39,13 +39,28 @@ def commit(state: ExportState) -> ExportState:
     start = time.monotonic()
     task = state.task
     registry = state.registry()
-    version = registry.claim_version(task.model_name, storage.VersionPolicy.parse(task.version_policy), task.job_key)
-    record = registry.commit(state.staging_uri, task.model_name, version, state.manifest,
-                             release_info(state), task.job_key)
+    # A rerun of a run killed after its commit finished: that release stands. (Re-saving
+    # gives other bytes, TensorFlow's saves are not byte-reproducible, so it cannot be redone.)
+    record = registry.find_release(task.model_name, task.job_key)
+    if record is None:
+        version = registry.claim_version(task.model_name, storage.VersionPolicy.parse(task.version_policy),
+                                         task.job_key)
+        record = registry.commit(state.staging_uri, task.model_name, version, state.manifest,
+                                 release_info(state), task.job_key)
+    version = record.version
     # The published copy is the one that counts now; staging and the local scratch copy can go.
     registry.cleanup_staging(state.staging_uri)
     shutil.rmtree(os.path.join(task.work_dir, SAVED_MODEL_DIRNAME), ignore_errors=True)
-    return state.advance("commit", time.monotonic() - start, version=version, release_record=record_as_dict(record))
+    registrations = register(record, registry, task.registration)
+    return state.advance("commit", time.monotonic() - start, version=version, release_record=record_as_dict(record),
+                         registrations=registrations)
+
+
+def register(record: Any, registry: Any, registration: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Tells the configured model registries; a failure is reported in the outcome, never unpublishes."""
+    from registries import RegistrationConfig, register_everywhere
+    results = register_everywhere(record, RegistrationConfig(**registration).adapters(registry))
+    return tuple(r.to_dict() for r in results)
 
 
 class _CommitVersion(StageDoFn):

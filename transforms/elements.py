@@ -46,6 +46,8 @@ class ExportTask:
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # Goes into the release record as is (tags, job spec and its hash).
     release_extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # registries.RegistrationConfig fields (e.g. mlflow_tracking_uri); the JSON index is always on.
+    registration: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,6 +66,7 @@ class ExportState:
     staging_uri: str | None = None
     version: int | None = None
     release_record: Mapping[str, Any] | None = None
+    registrations: tuple[Mapping[str, Any], ...] = ()  # registries.RegistrationResult dicts
     seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)  # stage -> wall time
 
     def registry(self) -> Any:

@@ -37,10 +37,11 @@ def model_name_of(element: Any) -> str:
 
 def describe(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
-    first = text.splitlines()[0] if text else ""
-    # Keep the message whole when short; long TensorFlow errors keep their first line.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Keep the message whole when short; long TensorFlow errors keep their first and
+    # last lines (the last says what went wrong after "in user code:" and a stack).
     if len(text) > 600:
-        text = first[:600] + " ..."
+        text = lines[0][:600] + (" ... " + lines[-1][:600] if len(lines) > 1 else " ...")
     return f"{type(error).__name__}: {text}"
 
 

@@ -31,6 +31,10 @@ _live_models: dict[str, TracedModel] = {}
 _live_lock = threading.Lock()
 
 
+class FactoryError(RuntimeError):
+    """The job's factory raised while building the model."""
+
+
 def import_factory(reference: str) -> Callable[..., Any]:
     """Resolves "package.module:function" (the function may be a dotted attribute path)."""
     module_name, _, attr_path = reference.partition(":")
@@ -50,7 +54,11 @@ def import_factory(reference: str) -> Callable[..., Any]:
 
 def build_model(task: ExportTask) -> Any:
     import tensorflow as tf
-    model = import_factory(task.factory)(**dict(task.factory_kwargs))
+    factory = import_factory(task.factory)
+    try:
+        model = factory(**dict(task.factory_kwargs))
+    except Exception as e:  # the factory is user code: say which field led there
+        raise FactoryError(f"field 'factory': {task.factory!r} raised {type(e).__name__}: {e}") from e
     # Keras 3 models are not tf.Modules but are trackable, which is what saving needs.
     if not isinstance(model, (tf.Module, tf.__internal__.tracking.AutoTrackable)):
         raise TypeError(f"factory {task.factory!r} returned {type(model).__name__}, "
@@ -76,7 +84,23 @@ def trace_signature(model: Any, signature: SignatureTask) -> Any:
     specs = [tf.TensorSpec(shape=list(s.shape), dtype=tf.as_dtype(s.dtype), name=s.name)
              for s in signature.inputs]
     function = tf.function(lambda *args: method(*args), input_signature=specs)
-    return function.get_concrete_function()
+    try:
+        return function.get_concrete_function()
+    except (TypeError, ValueError) as e:
+        # TensorFlow's message starts with "in user code:" and a stack; the reason is its last line.
+        declared = ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in signature.inputs)
+        message = (f"field 'signatures.{signature.key}': the model's {signature.method} does not accept "
+                   f"the declared inputs ({declared}): {last_line(e)}")
+        try:
+            clearer = type(e)(message)
+        except Exception:  # noqa: BLE001 - a subclass with another constructor
+            clearer = ValueError(message)
+        raise clearer from e
+
+
+def last_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def trace_model(task: ExportTask) -> TracedModel:

@@ -1,0 +1,46 @@
+"""Flex Template entry point: submit the export pipeline and return.
+
+The template launcher calls this file with the template's parameters as
+--name=value (infra/dataflow/metadata.json) plus Dataflow's own options. It
+accepts exactly what `tf-bigexport run` accepts; the jobs file may be a gs://
+URI (read here, at launch). The summary table is not printed: read the
+outcomes under <temp_location>/tf-bigexport/<run_id>/outcomes/ afterwards.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+
+def fetch_jobs_file(uri: str, scratch: str) -> str:
+    """A local copy of a remote jobs file (relative sample paths in it are not supported)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return uri
+    import fsspec
+    local = os.path.join(scratch, os.path.basename(uri.rstrip("/")) or "jobs.yaml")
+    with fsspec.open(uri, "rb") as src, open(local, "wb") as dst:
+        dst.write(src.read())
+    return local
+
+
+def main(argv: list[str]) -> int:
+    from pipeline import cli
+    from pipeline.export import construct
+    from pipeline.jobs import JobsFileError, load_jobs_file
+
+    args, beam_args = cli.parse_args(["run", *argv])
+    with tempfile.TemporaryDirectory(prefix="tf-bigexport-template-") as scratch:
+        try:
+            jobs = load_jobs_file(fetch_jobs_file(args.jobs, scratch), default_registry=args.registry)
+        except JobsFileError as e:
+            print(e, file=sys.stderr)
+            return cli.EXIT_USAGE
+    pipeline, export = construct(jobs, beam_args)
+    pipeline.run()  # submitted; the launcher must not wait for the job to finish
+    print(f"submitted run {export.run_id}; outcomes: {export.outcomes_dir}")
+    return cli.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,35 @@
+"""`register`: tell model registries about an already published version (retries a failed registration).
+
+Idempotent: registries that already know the version say so and are left alone.
+"""
+from __future__ import annotations
+
+import sys
+
+from pipeline.locations import split_version_uri
+from pipeline.options import storage_options_from
+
+
+def register_release(uri: str, registration: dict) -> list:
+    """Registers <registry>/<model>/<version> everywhere configured; returns RegistrationResults."""
+    import storage
+    from registries import RegistrationConfig, register_everywhere
+
+    registry_uri, model, version = split_version_uri(uri)
+    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+    record = registry.read_release_record(model, version)
+    return register_everywhere(record, RegistrationConfig(**registration).adapters(registry))
+
+
+def register_command(args) -> int:
+    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    registration = {k: v for k, v in (("mlflow_tracking_uri", args.mlflow_tracking_uri),
+                                      ("mlflow_registry_uri", args.mlflow_registry_uri)) if v}
+    try:
+        results = register_release(args.uri, registration)
+    except Exception as e:  # storage errors name the URI and what is wrong
+        print(f"register: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    for result in results:
+        print(f"{args.uri}: {result.describe()}", file=sys.stdout if result.ok else sys.stderr)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
