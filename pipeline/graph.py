@@ -89,16 +89,11 @@ class ExportModels(beam.PTransform):
     def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
                  storage_options: dict | None = None, registration: dict | None = None) -> None:
         super().__init__()
-        self._jobs = list(jobs)
-        self._work_root = work_root
-        self._run_id = run_id
-        self._storage_options = dict(storage_options or {})
-        self._registration = dict(registration or {})
+        self._read_jobs = ReadJobs(jobs, work_root=work_root, run_id=run_id,
+                                   storage_options=storage_options, registration=registration)
 
     def expand(self, pbegin):
-        tasks, read_failed = pbegin | "ReadJobs" >> ReadJobs(
-            self._jobs, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options,
-            registration=self._registration)
+        tasks, read_failed = pbegin | "ReadJobs" >> self._read_jobs
         traced, trace_failed = tasks | "Trace" >> Trace()
         saved, save_failed = traced | "SaveImageFormat" >> SaveImageFormat()
         fingerprinted, fingerprint_failed = saved | "Fingerprint" >> Fingerprint()

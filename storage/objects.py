@@ -82,16 +82,22 @@ def dump_json(obj: dict) -> bytes:
 def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Overwrite `path` whole. Local files are replaced atomically (temp + rename)."""
     if _is_local(fs):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = _write_local_temp(path, data)
         os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
     _fresh(fs, path)
+
+
+def _write_local_temp(path: str, data: bytes) -> str:
+    """A complete, fsynced sibling of `path`, to be renamed or linked into place."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
 
 
 def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> bool:
@@ -103,12 +109,7 @@ def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> b
     fsspec's pipe_file(mode="create").
     """
     if _is_local(fs):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = _write_local_temp(path, data)
         try:
             os.link(tmp, path)
         except FileExistsError:
