@@ -1,7 +1,7 @@
 """The SavedModel image format (saved_model.cpb) for open-source TensorFlow.
 
     imageformat.save(obj, export_dir, signatures=None, options=None, *, max_chunk_size=None,
-                     max_constant_bytes=None)
+                     max_constant_bytes=None, progress=None)
     imageformat.load(export_dir, tags=None, options=None)
     imageformat.read_saved_model(export_dir, ...)  -> merged SavedModel proto
     imageformat.enable(*, max_chunk_size=None)     -> TensorFlow's own save/load use it

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping
 
 from google.protobuf.message import DecodeError, Message
 
@@ -25,12 +25,17 @@ SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 SAVED_MODEL_CPB = "saved_model.cpb"
 DEFAULT_MAX_CHUNK_SIZE = splitter.DEFAULT_MAX_CHUNK_SIZE
 
+# progress(bytes just written, expected total bytes of the file). The total is
+# the splitter's estimate until the last call, which gives the file's size.
+WriteProgress = Callable[[int, int], None]
+
 
 def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_dir: str | os.PathLike, *,
                             max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE,
                             compression: str = "none",
                             max_constant_bytes: int | None = None,
-                            deferred_constants: Mapping[str, splitter.Buffer] | None = None) -> str:
+                            deferred_constants: Mapping[str, splitter.Buffer] | None = None,
+                            progress: WriteProgress | None = None) -> str:
     """Writes ``saved_model`` into ``export_dir``; returns the path written.
 
     ``saved_model.cpb`` when the proto is estimated above ``max_chunk_size``
@@ -41,6 +46,7 @@ def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_di
     no program file rather than an old one beside new variables, and a stale
     .pb never shadows a new .cpb. Write errors name the file.
     ``saved_model`` is not modified. ``deferred_constants``: see splitter.plan_split.
+    ``progress``: called as bytes reach the file (see WriteProgress).
     """
     export_dir = os.fspath(export_dir)
     _check_compression(compression)
@@ -57,10 +63,10 @@ def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_di
             os.remove(stale)
     if plan.is_split:
         path = os.path.join(export_dir, SAVED_MODEL_CPB)
-        _write_atomically(path, lambda f: write_chunked(f, plan, compression=compression))
+        _write_atomically(path, lambda f: write_chunked(f, plan, compression=compression, progress=progress))
     else:
         path = os.path.join(export_dir, SAVED_MODEL_PB)
-        _write_atomically(path, lambda f: f.write(plan.chunks[0].data()))
+        _write_atomically(path, lambda f: _write_whole(f, plan, progress))
     return path
 
 
@@ -103,20 +109,36 @@ def read_saved_model(export_dir: str | os.PathLike, *,
 
 
 def write_chunked(dest: str | os.PathLike | BinaryIO, plan: splitter.SplitPlan, *,
-                  compression: str = "none") -> chunk_pb2.ChunkMetadata:
+                  compression: str = "none", progress: WriteProgress | None = None) -> chunk_pb2.ChunkMetadata:
     """Writes a split plan as a Riegeli file (path or binary file); returns its metadata.
 
     Chunks are produced one at a time, so only one large chunk is in memory.
+    ``progress``: see WriteProgress; called when whole Riegeli chunks reach
+    the file (about every MiB), not once per record.
     """
     metadata = chunk_pb2.ChunkMetadata(version=splitter.version_def())
     metadata.message.CopyFrom(plan.chunked_message)
+    reported = 0
     with RecordWriter(dest, compression=compression) as writer:
         for chunk, data in plan.iter_data():
             position = writer.write_record(data)
             metadata.chunks.add(type=chunk.type, size=len(data), offset=position)
             del data
+            if progress is not None and writer.position > reported:
+                # Riegeli framing makes the file a little larger than the estimate.
+                progress(writer.position - reported, max(plan.estimated_size, writer.position))
+                reported = writer.position
         writer.write_record(metadata.SerializeToString(deterministic=True))
+    if progress is not None:
+        progress(writer.position - reported, writer.position)
     return metadata
+
+
+def _write_whole(f: BinaryIO, plan: splitter.SplitPlan, progress: WriteProgress | None) -> None:
+    data = plan.chunks[0].data()
+    f.write(data)
+    if progress is not None:
+        progress(len(data), len(data))
 
 
 def read_chunked(src: str | os.PathLike | BinaryIO, message_type: type[Message], *,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 
@@ -15,7 +15,8 @@ _TENSORFLOW_TOO_LARGE = "Cannot create a tensor proto whose content is larger th
 
 def save(obj: Any, export_dir: str | os.PathLike, signatures: Any = None,
          options: tf.saved_model.SaveOptions | None = None, *,
-         max_chunk_size: int | None = None, max_constant_bytes: int | None = None) -> None:
+         max_chunk_size: int | None = None, max_constant_bytes: int | None = None,
+         progress: Callable[[int, int], None] | None = None) -> None:
     """Saves ``obj`` like ``tf.saved_model.save``, writing saved_model.cpb when needed.
 
     Everything except the program proto is TensorFlow's own code: variables
@@ -33,12 +34,15 @@ def save(obj: Any, export_dir: str | os.PathLike, signatures: Any = None,
     2 GiB limit, past which TensorFlow cannot store it) raises
     ConstantTooLargeError naming the export dir, the constant and the fix
     (a tf.Variable).
+
+    ``progress(bytes just written, expected total)`` follows the program file
+    (saved_model.cpb or .pb) as it is written; see chunked.WriteProgress.
     """
     export_dir = os.fspath(export_dir)
     image_options = tf_support.image_format_options(options)
     try:
         with tf_support.image_format_saving(max_chunk_size=max_chunk_size,
-                                            max_constant_bytes=max_constant_bytes):
+                                            max_constant_bytes=max_constant_bytes, progress=progress):
             tf.saved_model.save(obj, export_dir, signatures=signatures, options=image_options)
     except ConstantTooLargeError as error:
         raise ConstantTooLargeError(f"{export_dir}: cannot save {error}") from None

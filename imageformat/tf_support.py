@@ -219,6 +219,8 @@ def image_format_options(options: save_options.SaveOptions | None) -> save_optio
 _assembling_graph_def = contextvars.ContextVar("imageformat_assembling_graph_def", default=False)
 # Split threshold of the save running in this context (None: library default).
 _max_chunk_size = contextvars.ContextVar("imageformat_max_chunk_size", default=None)
+# The progress callback (chunked.WriteProgress) of the image-format save in this context.
+_write_progress = contextvars.ContextVar("imageformat_write_progress", default=None)
 # Largest tensor a constant of the save running in this context may hold (None: protobuf's limit).
 _max_constant_bytes = contextvars.ContextVar("imageformat_max_constant_bytes", default=None)
 _enabled_max_chunk_size: int | None = None
@@ -351,6 +353,8 @@ class SavedModelSplitter:
         kwargs = {} if chunk_size is None else {"max_chunk_size": chunk_size}
         if _max_constant_bytes.get() is not None:
             kwargs["max_constant_bytes"] = _max_constant_bytes.get()
+        if _write_progress.get() is not None:
+            kwargs["progress"] = _write_progress.get()
         deferred = _deferred_constants.get()
         _deferred_constants.set(None)
         if deferred is not None and deferred.contents and any(
@@ -492,21 +496,25 @@ _enabled = False
 
 @contextlib.contextmanager
 def image_format_saving(max_chunk_size: int | None = None,
-                        max_constant_bytes: int | None = None) -> Iterator[None]:
+                        max_constant_bytes: int | None = None,
+                        progress: Any = None) -> Iterator[None]:
     """Within the block, image-format saves go through our splitter and graph assembly.
 
     ``max_constant_bytes`` (None: protobuf's 2 GiB limit) is the largest tensor
     one constant may hold; larger ones raise ConstantTooLargeError.
+    ``progress`` (a chunked.WriteProgress) hears of the program file's bytes.
     """
     for name, value in (("max_chunk_size", max_chunk_size), ("max_constant_bytes", max_constant_bytes)):
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     token = _max_chunk_size.set(max_chunk_size)
     constant_token = _max_constant_bytes.set(max_constant_bytes)
+    progress_token = _write_progress.set(progress)
     try:
         with _SAVE_PATCHES.held():
             yield
     finally:
+        _write_progress.reset(progress_token)
         _max_constant_bytes.reset(constant_token)
         _max_chunk_size.reset(token)
 

@@ -6,20 +6,38 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from typing import TextIO
 
 from pipeline.locations import local_model_dir, split_version_uri
+from pipeline.logs import LOGGER_NAME
 from pipeline.options import storage_options_from
 
 
-def read_records_fully(path: str, name: str) -> int:
-    """Reads every record (verifying every hash on the way); returns the record count."""
+def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> int:
+    """Reads every record (verifying every hash on the way); returns the record count.
+
+    Shows progress on ``stream`` (default stderr) if a terminal, else logs a few lines.
+    """
     from imageformat.riegeli import RecordReader
+    from storage.progress import Progress
+
     count = 0
     with RecordReader(path, name=name) as reader:
-        for _ in reader:
+        progress = Progress(f"riegeli {name}", reader.size, stream=stream,
+                            logger=logging.getLogger(LOGGER_NAME))
+        done = 0
+        for position, _ in reader.records_with_positions():
             count += 1
+            # A numeric position is its chunk's byte offset plus the record's index in
+            # the chunk: as a byte count it is off by a few records at most.
+            if position > done:
+                progress.add_bytes(min(position, reader.size) - done)
+                done = min(position, reader.size)
+        progress.add_bytes(reader.size - done)
+        progress.close()
     return count
 
 

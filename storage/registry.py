@@ -177,7 +177,8 @@ class Registry:
         infos = objects.find_files(self._loc.fs, version_dir)
         return check_entries(self._loc.fs, version_dir, record.files, infos, depth="full",
                              workers=self.workers, retry=self.retry,
-                             describe=self._redact.describe, allow_extra=False)
+                             describe=self._redact.describe, allow_extra=False,
+                             label=f"verify {self._loc.uri_of(version_dir)}")
 
     @_guarded
     def read_release_record(self, model_name: str, version: int) -> ReleaseRecord:

@@ -115,5 +115,5 @@ def verify_staged(loc: Location, dest: str, manifest: Manifest, paths: list[str]
     unknown = sorted(set(paths or ()) - {e.path for e in manifest.files})
     infos = objects.find_files(loc.fs, dest)
     found = check_entries(loc.fs, dest, entries, infos, depth="native", workers=workers,
-                          retry=retry, describe=describe)
+                          retry=retry, describe=describe, label=f"verify {loc.uri_of(dest)}")
     return found + [Mismatch(p, "not in manifest", None, None) for p in unknown]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import errno
 import logging
 import random
-import sys
-import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Iterable, TextIO, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from fsspec.callbacks import Callback
+
+from .progress import Progress  # also imported from here by staging and commit
 
 log = logging.getLogger("storage")
 T = TypeVar("T")
@@ -103,67 +103,6 @@ def with_retries(action: Callable[[], T], what: str, policy: RetryPolicy,
                         what, attempt, policy.attempts, pause, describe(exc))
             time.sleep(pause)
     raise AssertionError("unreachable")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-class Progress:
-    """Byte counter shared by worker threads; a live line on a TTY, log lines otherwise."""
-
-    def __init__(self, label: str, total_bytes: int, total_files: int,
-                 stream: TextIO | None = None) -> None:
-        self.label = label
-        self.total_bytes = total_bytes
-        self.total_files = total_files
-        self.bytes = 0
-        self.files = 0
-        self._lock = threading.Lock()
-        self._stream = stream if stream is not None else sys.stderr
-        self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
-        self._start = time.monotonic()
-        self._last_draw = 0.0
-
-    def rate(self) -> float:
-        return self.bytes / max(time.monotonic() - self._start, 1e-6)
-
-    def add_bytes(self, n: int) -> None:
-        with self._lock:
-            self.bytes += n
-            self._draw()
-
-    def file_done(self, name: str, size: int) -> None:
-        with self._lock:
-            self.files += 1
-            if self._tty:
-                self._draw(force=True)
-            else:
-                log.info("%s: %s (%s) done, %d/%d files, %s/%s at %s/s", self.label, name,
-                         _human(size), self.files, self.total_files, _human(self.bytes),
-                         _human(self.total_bytes), _human(self.rate()))
-
-    def _draw(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self._tty or (not force and now - self._last_draw < 0.2):
-            return
-        self._last_draw = now
-        self._stream.write(f"\r{self.label}: {_human(self.bytes)}/{_human(self.total_bytes)} "
-                           f"{self.files}/{self.total_files} files {_human(self.rate())}/s   ")
-        self._stream.flush()
-
-    def close(self) -> None:
-        if self._tty:
-            self._draw(force=True)
-            self._stream.write("\n")
-            self._stream.flush()
-        else:
-            log.info("%s: finished %d files, %s in %.1fs (%s/s)", self.label, self.files,
-                     _human(self.bytes), time.monotonic() - self._start, _human(self.rate()))
 
 
 class FileProgress(Callback):

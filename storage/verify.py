@@ -12,7 +12,8 @@ from typing import Callable
 import fsspec
 
 from .errors import Mismatch
-from .manifest import READ_CHUNK, FileEntry, checksum_stream
+from .manifest import READ_CHUNK, Checksummer, FileEntry
+from .progress import Progress
 from .transfer import RetryPolicy, run_parallel, with_retries
 
 
@@ -22,9 +23,21 @@ def native_crc32c(info: dict) -> str | None:
     return value if isinstance(value, str) and len(value) == 8 else None
 
 
-def reread_mismatches(fs: fsspec.AbstractFileSystem, path: str, entry: FileEntry) -> list[Mismatch]:
-    with fs.open(path, "rb", block_size=READ_CHUNK, cache_type="none") as stream:
-        summer = checksum_stream(stream)
+def reread_mismatches(fs: fsspec.AbstractFileSystem, path: str, entry: FileEntry,
+                      progress: Progress | None = None) -> list[Mismatch]:
+    summer = Checksummer()
+    try:
+        with fs.open(path, "rb", block_size=READ_CHUNK, cache_type="none") as stream:
+            while chunk := stream.read(READ_CHUNK):
+                summer.update(chunk)
+                if progress is not None:
+                    progress.add_bytes(len(chunk))
+    except BaseException:
+        if progress is not None:
+            progress.add_bytes(-summer.size)  # a retry reads the file again
+        raise
+    if progress is not None:
+        progress.file_done(entry.path, summer.size)
     out = []
     if summer.size != entry.size:
         out.append(Mismatch(entry.path, "size", entry.size, summer.size))
@@ -38,10 +51,13 @@ def reread_mismatches(fs: fsspec.AbstractFileSystem, path: str, entry: FileEntry
 def check_entries(fs: fsspec.AbstractFileSystem, base: str, entries: list[FileEntry],
                   infos: dict[str, dict], *, depth: str, workers: int, retry: RetryPolicy,
                   describe: Callable[[BaseException], str] = str,
-                  allow_extra: bool = True) -> list[Mismatch]:
-    """Mismatches of the objects under `base` against `entries`; `infos` = listing of `base`."""
+                  allow_extra: bool = True, label: str | None = None) -> list[Mismatch]:
+    """Mismatches of the objects under `base` against `entries`; `infos` = listing of `base`.
+
+    Re-reads show progress under `label` (default "verify <base>").
+    """
     results: list[Mismatch] = []
-    tasks = []
+    rereads: list[tuple[str, FileEntry]] = []
     for entry in entries:
         info = infos.get(entry.path)
         if info is None:
@@ -58,11 +74,15 @@ def check_entries(fs: fsspec.AbstractFileSystem, base: str, entries: list[FileEn
             continue
         if depth == "size":
             continue
-        path = f"{base}/{entry.path}"
-        tasks.append(lambda path=path, entry=entry: with_retries(
-            lambda: reread_mismatches(fs, path, entry), f"verify {entry.path}", retry, describe))
-    for found in run_parallel(tasks, workers):
-        results.extend(found)
+        rereads.append((f"{base}/{entry.path}", entry))
+    if rereads:
+        progress = Progress(label or f"verify {base}", sum(e.size for _, e in rereads), len(rereads))
+        tasks = [lambda path=path, entry=entry: with_retries(
+            lambda: reread_mismatches(fs, path, entry, progress), f"verify {entry.path}", retry, describe)
+            for path, entry in rereads]
+        for found in run_parallel(tasks, workers):
+            results.extend(found)
+        progress.close()
     if not allow_extra:
         expected = {e.path for e in entries}
         for rel in sorted(set(infos) - expected):

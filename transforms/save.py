@@ -9,13 +9,16 @@ retried bundle never sees a half-written model.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
 import uuid
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, TextIO
 
 import apache_beam as beam
+
+from storage.progress import Progress
 
 from transforms import trace as trace_stage
 from transforms.elements import ExportState
@@ -54,6 +57,19 @@ def directory_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
 
+@contextlib.contextmanager
+def save_progress(label: str, stream: TextIO | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback for imageformat.save: a live line on a TTY, log lines otherwise."""
+    progress = Progress(label, 0, stream=stream, logger=logging.getLogger("tf_bigexport"))
+
+    def report(written: int, expected_total: int) -> None:
+        progress.expect(expected_total)
+        progress.add_bytes(written)
+
+    yield report
+    progress.close()  # not on failure: the error says what happened
+
+
 def _completed_save_of(final_dir: str, stamp_path: str, stamp: str) -> bool:
     """True if this job (same key and spec) already saved here, e.g. before its process was killed.
 
@@ -79,8 +95,9 @@ def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden
     try:
         with contextlib.suppress(FileNotFoundError):
             os.remove(stamp_path)
-        imageformat.save(traced.model, temp_dir, signatures=traced.functions, options=options,
-                         max_chunk_size=task.split_threshold)
+        with save_progress(f"save {os.path.join(final_dir, 'saved_model')}") as progress:
+            imageformat.save(traced.model, temp_dir, signatures=traced.functions, options=options,
+                             max_chunk_size=task.split_threshold, progress=progress)
         if os.path.exists(final_dir):
             shutil.rmtree(final_dir)
         os.replace(temp_dir, final_dir)
