@@ -163,6 +163,18 @@ def _plain_model(tmp_path):
     return directory
 
 
+def _mounted_tmpfs(directory, options: str, why_skip: str):
+    """Fixture body: a tmpfs mounted on `directory` for the test, unmounted after it."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"{why_skip}: {mounted.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A directory nothing may be written into, also for root (a read-only tmpfs)."""
@@ -173,14 +185,7 @@ def read_only_dir(tmp_path):
         yield directory
         directory.chmod(0o755)
         return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(directory)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"root without permission to mount a read-only tmpfs: {mounted.stderr.strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
+    yield from _mounted_tmpfs(directory, "ro,size=1m", "root without permission to mount a read-only tmpfs")
 
 
 def test_unwritable_export_dir(read_only_dir):
@@ -260,14 +265,7 @@ def test_file_size_limit_while_writing_cpb(tmp_path):
 def small_tmpfs(tmp_path):
     directory = tmp_path / "small-disk"
     directory.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(directory)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
+    yield from _mounted_tmpfs(directory, "size=2m", "cannot mount a tmpfs here (needs root)")
 
 
 def test_disk_full_while_writing_cpb(small_tmpfs):
