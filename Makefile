@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pipeline demo --registry ./registry
+	$(PY) -m tf_bigexport demo --registry ./registry
 
 # Two workers: one per core; each starts its own emulators on free loopback ports.
 test: $(STAMP)
@@ -30,9 +30,14 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 # Regenerates the checked-in protobuf modules from imageformat/proto/*.proto.
+# protoc names modules after paths, so it runs over a tf_bigexport/ view of the tree.
+PROTO_VIEW := build/proto-view
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
-	    imageformat/proto/versions.proto imageformat/proto/chunk.proto
+	rm -rf $(PROTO_VIEW) && mkdir -p $(PROTO_VIEW)/tf_bigexport
+	ln -s $(CURDIR)/imageformat $(PROTO_VIEW)/tf_bigexport/imageformat
+	$(PY) -m grpc_tools.protoc -I$(PROTO_VIEW) --python_out=$(PROTO_VIEW) --pyi_out=$(PROTO_VIEW) \
+	    tf_bigexport/imageformat/proto/versions.proto tf_bigexport/imageformat/proto/chunk.proto
+	rm -rf $(PROTO_VIEW)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "imageformat._highwayhash",
+            "tf_bigexport.imageformat._highwayhash",
             sources=["imageformat/_highwayhash.c"],
             extra_compile_args=["-O3", "-std=c11"],
         )

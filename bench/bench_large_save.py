@@ -115,8 +115,8 @@ def _worker(directory: str) -> dict:
     from tensorflow.python.saved_model import fingerprinting_utils  # pylint: disable=import-outside-toplevel
     from tensorflow.python.saved_model import save as save_lib  # pylint: disable=import-outside-toplevel
 
-    import imageformat  # pylint: disable=import-outside-toplevel
-    from imageformat import chunked, graph_assembly, tf_support  # pylint: disable=import-outside-toplevel
+    from tf_bigexport import imageformat  # pylint: disable=import-outside-toplevel
+    from tf_bigexport.imageformat import chunked, graph_assembly, tf_support  # pylint: disable=import-outside-toplevel
 
     baseline = _rss_bytes()
     module, created_rss = _build_module()

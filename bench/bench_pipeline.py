@@ -3,7 +3,7 @@ directly, one job after another, in the same process and run.
 
   direct  pipeline.direct.export_directly for each demo job: trace, save,
           fingerprint, stage, verify (reload in a subprocess), commit
-  beam    pipeline.export.run_export on the same jobs (fresh registry)
+  beam    tf_bigexport.pipeline.export.run_export on the same jobs (fresh registry)
 
 Prints each stage's share of the direct time and the ratio beam / direct
 (target <= 1.3). Both runs follow an untimed warm-up that builds and traces
@@ -22,18 +22,18 @@ TARGET = 1.3
 
 
 def main() -> None:
-    from pipeline import logs
+    from tf_bigexport.pipeline import logs
     logs.configure(verbose=False)
     logs.import_tensorflow()
     import logging
     logging.getLogger(logs.LOGGER_NAME).setLevel(logging.WARNING)
 
-    from pipeline.demo_models import demo_jobs
-    from pipeline.direct import STAGES, export_directly
-    from pipeline.export import run_export
-    from pipeline.graph import to_task
-    from pipeline.jobs import parse_jobs
-    from transforms import trace
+    from tf_bigexport.pipeline.demo_models import demo_jobs
+    from tf_bigexport.pipeline.direct import STAGES, export_directly
+    from tf_bigexport.pipeline.export import run_export
+    from tf_bigexport.pipeline.graph import to_task
+    from tf_bigexport.pipeline.jobs import parse_jobs
+    from tf_bigexport.transforms import trace
 
     scratch = tempfile.mkdtemp(prefix="bench-pipeline-")
     try:

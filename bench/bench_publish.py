@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import emulators  # noqa: E402  (sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT)
 
-from storage import Registry, VersionPolicy  # noqa: E402
+from tf_bigexport.storage import Registry, VersionPolicy  # noqa: E402
 
 TARGET = 1.3
 SMALL_FILES = 200

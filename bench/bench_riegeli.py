@@ -33,8 +33,8 @@ import statistics
 import tempfile
 import time
 
-from imageformat import highwayhash
-from imageformat.riegeli import RecordReader, RecordWriter
+from tf_bigexport.imageformat import highwayhash
+from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter
 
 RECORD_SIZE = 64 << 20
 RECORDS = 4

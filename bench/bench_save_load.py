@@ -45,7 +45,7 @@ def _worker(operation: str, directory: str) -> dict:
     """Runs one operation in this process; returns seconds and peak RSS."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    import imageformat  # pylint: disable=import-outside-toplevel
+    from tf_bigexport import imageformat  # pylint: disable=import-outside-toplevel
 
     if operation.startswith("save"):
         module = _build_module()

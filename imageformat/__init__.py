@@ -6,7 +6,7 @@
     imageformat.read_saved_model(export_dir, ...)  -> merged SavedModel proto
     imageformat.enable(*, max_chunk_size=None)     -> TensorFlow's own save/load use it
 
-The TensorFlow-facing names load lazily, so ``imageformat.riegeli`` and
+The TensorFlow-facing names load lazily, so ``tf_bigexport.imageformat.riegeli`` and
 other TensorFlow-free parts can be imported without importing TensorFlow.
 """
 from __future__ import annotations
@@ -15,17 +15,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from imageformat.chunked import read_saved_model, write_saved_model_proto
-    from imageformat.loading import load
-    from imageformat.saving import save
-    from imageformat.tf_support import enable
+    from tf_bigexport.imageformat.chunked import read_saved_model, write_saved_model_proto
+    from tf_bigexport.imageformat.loading import load
+    from tf_bigexport.imageformat.saving import save
+    from tf_bigexport.imageformat.tf_support import enable
 
 _EXPORTS = {
-    "save": "imageformat.saving",
-    "load": "imageformat.loading",
-    "enable": "imageformat.tf_support",
-    "read_saved_model": "imageformat.chunked",
-    "write_saved_model_proto": "imageformat.chunked",
+    "save": "tf_bigexport.imageformat.saving",
+    "load": "tf_bigexport.imageformat.loading",
+    "enable": "tf_bigexport.imageformat.tf_support",
+    "read_saved_model": "tf_bigexport.imageformat.chunked",
+    "write_saved_model_proto": "tf_bigexport.imageformat.chunked",
 }
 
 __all__ = sorted(_EXPORTS)

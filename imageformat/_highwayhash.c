@@ -421,7 +421,7 @@ static PyMethodDef Hasher_methods[] = {
 
 static PyTypeObject HasherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "imageformat._highwayhash.HighwayHash64",
+    .tp_name = "tf_bigexport.imageformat._highwayhash.HighwayHash64",
     .tp_basicsize = sizeof(HasherObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "HighwayHash64(key=None, portable=False): incremental hasher.",
@@ -547,7 +547,7 @@ static PyMethodDef Filler_methods[] = {
 
 static PyTypeObject FillerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "imageformat._highwayhash.BytesFiller",
+    .tp_name = "tf_bigexport.imageformat._highwayhash.BytesFiller",
     .tp_basicsize = sizeof(FillerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "BytesFiller(size): writable buffer that becomes a bytes object.",
@@ -577,7 +577,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "imageformat._highwayhash",
+    .m_name = "tf_bigexport.imageformat._highwayhash",
     .m_doc = "Native HighwayHash-64 (portable and AVX2).",
     .m_size = -1,
     .m_methods = module_methods,

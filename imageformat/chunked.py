@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping
 
 from google.protobuf.message import DecodeError, Message
 
-from imageformat import merger, splitter
-from imageformat.chunk_errors import ChunkedFormatError
-from imageformat.proto import chunk_pb2
-from imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
+from tf_bigexport.imageformat import merger, splitter
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
 
 if TYPE_CHECKING:
     from tensorflow.core.protobuf import saved_model_pb2

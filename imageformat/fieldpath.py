@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat.proto import chunk_pb2
 
 _UINT64_MAX = (1 << 64) - 1
 _INT_KEY_RANGES = {

@@ -1,6 +1,6 @@
 """HighwayHash-64, the hash Riegeli puts in every block and chunk header.
 
-Thin typed front of the native extension ``imageformat._highwayhash``: inputs
+Thin typed front of the native extension ``tf_bigexport.imageformat._highwayhash``: inputs
 are any C-contiguous buffer (bytes, bytearray, memoryview, numpy arrays) and
 are never copied; large inputs are hashed without holding the GIL.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Union
 
-from imageformat import _highwayhash as _native
+from tf_bigexport.imageformat import _highwayhash as _native
 
 Buffer = Union[bytes, bytearray, memoryview]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from imageformat import tf_support
+from tf_bigexport.imageformat import tf_support
 
 
 def load(export_dir: str | os.PathLike, tags: Any = None,

@@ -26,9 +26,9 @@ from typing import Protocol, Sequence, TypeVar, Union
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from imageformat import fieldpath
-from imageformat.chunk_errors import ChunkedFormatError
-from imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat import fieldpath
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.proto import chunk_pb2
 
 JOIN_VERSION = 0
 MESSAGE = chunk_pb2.ChunkInfo.MESSAGE

@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from imageformat import splitter, tf_support
-from imageformat.chunk_errors import ConstantTooLargeError
+from tf_bigexport.imageformat import splitter, tf_support
+from tf_bigexport.imageformat.chunk_errors import ConstantTooLargeError
 
 # What TensorFlow's make_tensor_proto says for a tensor past 2 GiB (any path we do not pre-check).
 _TENSORFLOW_TOO_LARGE = "Cannot create a tensor proto whose content is larger than 2GB"

@@ -40,9 +40,9 @@ from typing import Callable, Iterator, Mapping, Sequence
 from google.protobuf import unknown_fields
 from google.protobuf.message import Message
 
-from imageformat import fieldpath
-from imageformat.chunk_errors import ConstantTooLargeError, SplitError
-from imageformat.proto import chunk_pb2, versions_pb2
+from tf_bigexport.imageformat import fieldpath
+from tf_bigexport.imageformat.chunk_errors import ConstantTooLargeError, SplitError
+from tf_bigexport.imageformat.proto import chunk_pb2, versions_pb2
 
 Buffer = bytes | bytearray | memoryview
 

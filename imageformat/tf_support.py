@@ -282,7 +282,7 @@ def _export_captured_constant(self: Any, tensor_map: Any, **kwargs: Any) -> Any:
     the graph until they are written (see deferred_constants.py)."""
     deferred = _deferred_constants.get()
     if deferred is not None and _assembling_graph_def.get():
-        from imageformat import deferred_constants  # pylint: disable=import-outside-toplevel
+        from tf_bigexport.imageformat import deferred_constants  # pylint: disable=import-outside-toplevel
         exported = deferred_constants.export_deferred(self.capture, deferred.contents)
         if exported is not None:
             tensor_map[self.capture] = exported
@@ -298,7 +298,7 @@ def _check_captured_constants(saveable_view: Any, limit: int | None) -> None:
     create a tensor proto whose content is larger than 2GB" and no name.
     Constants filled with one value pass: TensorFlow saves them by shape.
     """
-    from imageformat import splitter  # pylint: disable=import-outside-toplevel
+    from tf_bigexport.imageformat import splitter  # pylint: disable=import-outside-toplevel
     limit = splitter.PROTOBUF_LIMIT if limit is None else limit
     for node in saveable_view.nodes:
         if not isinstance(node, saved_model_utils.TrackableConstant):
@@ -328,7 +328,7 @@ def _is_uniform(value: Any) -> bool:
 def _as_graph_def(self: ops.Graph, from_version: Any = None, add_shapes: bool = False,
                   use_pybind11_proto: bool = False) -> Any:
     if _assembling_graph_def.get() and from_version is None:
-        from imageformat import graph_assembly  # pylint: disable=import-outside-toplevel
+        from tf_bigexport.imageformat import graph_assembly  # pylint: disable=import-outside-toplevel
         return graph_assembly.assemble_graph_def(self, add_shapes=add_shapes), self.version
     return _ORIGINAL_AS_GRAPH_DEF(self, from_version, add_shapes, use_pybind11_proto)
 
@@ -342,7 +342,7 @@ class SavedModelSplitter:
     def write(self, prefix: str | bytes, writer_options: Any = None) -> str:
         """Writes ``<prefix>.cpb`` (or ``.pb`` if nothing needs splitting); returns the path."""
         del writer_options  # TensorFlow's Riegeli options; our writer picks its own.
-        from imageformat import chunked  # pylint: disable=import-outside-toplevel
+        from tf_bigexport.imageformat import chunked  # pylint: disable=import-outside-toplevel
         prefix = os.fsdecode(prefix)
         export_dir, name = os.path.split(prefix)
         if name != constants.SAVED_MODEL_FILENAME_PREFIX:
@@ -384,7 +384,7 @@ def _parse_saved_model(export_dir: Any) -> Any:
     # Same preference as TensorFlow's internal build: .pb, then .pbtxt, then .cpb.
     if has_plain or not file_io.file_exists(cpb_path):
         return _ORIGINAL_PARSE_SAVED_MODEL(export_dir)
-    from imageformat import chunked  # pylint: disable=import-outside-toplevel
+    from tf_bigexport.imageformat import chunked  # pylint: disable=import-outside-toplevel
     held_out = _loaded_constants.get()
     try:
         saved_model = chunked.read_saved_model(directory, graph_constants=held_out)

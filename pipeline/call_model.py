@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.call_inputs import InputError, collect_inputs
-from pipeline.locations import local_model_dir
+from tf_bigexport.pipeline.call_inputs import InputError, collect_inputs
+from tf_bigexport.pipeline.locations import local_model_dir
 
 
 def run_signature(model_dir: str, signature: str, feeds: dict[str, np.ndarray],
                   tags: list[str] | None = None) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
-    import imageformat
+    from tf_bigexport import imageformat
     loaded = imageformat.load(model_dir, tags=tags)
     if signature not in loaded.signatures:
         raise InputError(f"no signature {signature!r}; the model has {sorted(loaded.signatures)}")
@@ -55,7 +55,7 @@ def write_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool) 
 
 
 def call_command(args) -> int:
-    from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
     try:
         feeds = collect_inputs(args.inputs, args.input_exprs, args.input_examples)
     except InputError as e:

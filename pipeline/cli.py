@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
-    from pipeline import logs
+    from tf_bigexport.pipeline import logs
     logs.configure(args.verbose)
     logs.import_tensorflow(args.verbose)  # once, quietly, before any command touches it
     try:
@@ -101,21 +101,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.command == "run":
-        from pipeline.export import run_command
+        from tf_bigexport.pipeline.export import run_command
         return run_command(args, beam_args)
     if args.command == "demo":
-        from pipeline.demo import demo_command
+        from tf_bigexport.pipeline.demo import demo_command
         return demo_command(args)
     if args.command == "inspect":
-        from pipeline.inspect_model import inspect_command
+        from tf_bigexport.pipeline.inspect_model import inspect_command
         return inspect_command(args)
     if args.command == "call":
-        from pipeline.call_model import call_command
+        from tf_bigexport.pipeline.call_model import call_command
         return call_command(args)
     if args.command == "register":
-        from pipeline.register_release import register_command
+        from tf_bigexport.pipeline.register_release import register_command
         return register_command(args)
-    from pipeline.verify_release import verify_command
+    from tf_bigexport.pipeline.verify_release import verify_command
     return verify_command(args)
 
 

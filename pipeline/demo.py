@@ -6,10 +6,10 @@ import shlex
 import sys
 from typing import Any
 
-from pipeline.demo_models import demo_jobs
-from pipeline.export import run_export
-from pipeline.jobs import parse_jobs
-from pipeline.summary import format_summary, plural, proto_description
+from tf_bigexport.pipeline.demo_models import demo_jobs
+from tf_bigexport.pipeline.export import run_export
+from tf_bigexport.pipeline.jobs import parse_jobs
+from tf_bigexport.pipeline.summary import format_summary, plural, proto_description
 
 # Inputs that fit each demo model's serving signature, for the printed `call` commands.
 _CALL_EXAMPLES = {
@@ -38,7 +38,7 @@ def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
     if not published:
         return "Nothing was published; see the errors above."
     py = python_command()
-    cli = f"{py} -m pipeline"
+    cli = f"{py} -m tf_bigexport"
     registry = shown_path(registry)
     lines = [f"Published to {registry}:"]
     for o in published:
@@ -52,7 +52,7 @@ def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
             lines.append(f"  {cli} call {shlex.quote(uri)} --signature serving_default "
                          f"--input-exprs {shlex.quote(_CALL_EXAMPLES[o['model_name']])}")
     lines.append(f"  {cli} verify {shlex.quote(split_uri)}")
-    snippet = (f'import imageformat, tensorflow as tf; m = imageformat.load("{split_uri}"); '
+    snippet = (f'from tf_bigexport import imageformat; import tensorflow as tf; m = imageformat.load("{split_uri}"); '
                + ('print(m.signatures["serving_default"](x=tf.ones((1, 256))))' if split["model_name"] == "split"
                   else "print(list(m.signatures))"))
     lines.append(f"  {py} -c {shlex.quote(snippet)}")
@@ -60,7 +60,7 @@ def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
 
 
 def demo_command(args) -> int:
-    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     registry = os.path.abspath(args.registry)
     os.makedirs(registry, exist_ok=True)
     jobs = parse_jobs(demo_jobs(registry, large=args.large), source="demo jobs")

@@ -105,14 +105,14 @@ def demo_jobs(registry: str, *, large: bool = False) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = [
         {
             "name": "mobilenet",
-            "factory": "pipeline.demo_models:mobilenet_classifier",
+            "factory": "tf_bigexport.pipeline.demo_models:mobilenet_classifier",
             "signatures": {"serving_default": [{"name": "images", "dtype": "float32", "shape": [None, 96, 96, 3]}]},
             "sample_inputs": {"serving_default": {"generate": {"seed": 0, "batch": 2}}},
             "tags": {"demo": "keras-image-classifier"},
         },
         {
             "name": "vocab",
-            "factory": "pipeline.demo_models:vocabulary_module",
+            "factory": "tf_bigexport.pipeline.demo_models:vocabulary_module",
             "signatures": {
                 "serving_default": [{"name": "tokens", "dtype": "string", "shape": [None]}],
                 "score": {"method": "score", "inputs": [{"name": "tokens", "dtype": "string", "shape": [None, None]}]},
@@ -125,7 +125,7 @@ def demo_jobs(registry: str, *, large: bool = False) -> dict[str, Any]:
         },
         {
             "name": "split",
-            "factory": "pipeline.demo_models:split_constants",
+            "factory": "tf_bigexport.pipeline.demo_models:split_constants",
             "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 256]}]},
             "sample_inputs": {"serving_default": {"generate": {"seed": 2, "batch": 2}}},
             # A 1 MiB threshold splits the 4 MiB of constants into several chunks.
@@ -136,7 +136,7 @@ def demo_jobs(registry: str, *, large: bool = False) -> dict[str, Any]:
     if large:
         jobs.append({
             "name": "large",
-            "factory": "pipeline.demo_models:large_constants",
+            "factory": "tf_bigexport.pipeline.demo_models:large_constants",
             "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 4]}]},
             "sample_inputs": {"serving_default": {"generate": {"seed": 3, "batch": 2}}},
             "tags": {"demo": "proto-past-2GiB"},

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pipeline.graph import to_task
-from pipeline.jobs import JobSpec
-from transforms import commit, fingerprint, save, stage, trace, verify
-from transforms.elements import ExportState
+from tf_bigexport.pipeline.graph import to_task
+from tf_bigexport.pipeline.jobs import JobSpec
+from tf_bigexport.transforms import commit, fingerprint, save, stage, trace, verify
+from tf_bigexport.transforms.elements import ExportState
 
 STAGES = ("trace", "save", "fingerprint", "stage", "verify", "commit")
 

@@ -7,11 +7,11 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 
-from pipeline.graph import build_graph
-from pipeline.jobs import JobSpec
-from pipeline.logs import progress
-from pipeline.options import ExportOptions, build_options, registration_of, storage_options_from
-from pipeline.summary import read_outcomes
+from tf_bigexport.pipeline.graph import build_graph
+from tf_bigexport.pipeline.jobs import JobSpec
+from tf_bigexport.pipeline.logs import progress
+from tf_bigexport.pipeline.options import ExportOptions, build_options, registration_of, storage_options_from
+from tf_bigexport.pipeline.summary import read_outcomes
 
 
 def construct(jobs: Sequence[JobSpec], beam_args: list[str]) -> tuple[beam.Pipeline, ExportOptions]:
@@ -28,7 +28,7 @@ def stage_counters(result) -> dict[str, int]:
     """The stages' Beam counters (bytes written, chunks, shards, files published, ...)."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    from transforms.stage_dofn import METRICS_NAMESPACE
+    from tf_bigexport.transforms.stage_dofn import METRICS_NAMESPACE
     try:
         counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
     except (NotImplementedError, KeyError):  # not every runner reports metrics
@@ -72,9 +72,9 @@ def run_command(args, beam_args: list[str]) -> int:
     """`run --jobs FILE [--registry URI] [beam options]`: exit 1 if any job failed, 2 on a bad jobs file."""
     import sys
 
-    from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-    from pipeline.jobs import JobsFileError, load_jobs_file
-    from pipeline.summary import format_summary
+    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+    from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
+    from tf_bigexport.pipeline.summary import format_summary
 
     try:
         jobs = load_jobs_file(args.jobs, default_registry=args.registry)
@@ -89,6 +89,6 @@ def run_command(args, beam_args: list[str]) -> int:
     print(format_summary(outcomes))
     if not all(o["status"] == "published" for o in outcomes):
         return EXIT_FAILED
-    from pipeline.cli import EXIT_NOT_REGISTERED
-    from pipeline.summary import registration_failures
+    from tf_bigexport.pipeline.cli import EXIT_NOT_REGISTERED
+    from tf_bigexport.pipeline.summary import registration_failures
     return EXIT_NOT_REGISTERED if registration_failures(outcomes) else EXIT_OK

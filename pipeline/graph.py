@@ -12,15 +12,15 @@ from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 
-from pipeline.jobs import JobSpec, resolve_sample_inputs
-from transforms.commit import Commit
-from transforms.elements import ExportState, ExportTask, InputSpec, SignatureTask, StageFailure
-from transforms.fingerprint import Fingerprint
-from transforms.save import SaveImageFormat
-from transforms.stage import Stage
-from transforms.stage_dofn import StageDoFn, apply_stage
-from transforms.trace import Trace
-from transforms.verify import Verify
+from tf_bigexport.pipeline.jobs import JobSpec, resolve_sample_inputs
+from tf_bigexport.transforms.commit import Commit
+from tf_bigexport.transforms.elements import ExportState, ExportTask, InputSpec, SignatureTask, StageFailure
+from tf_bigexport.transforms.fingerprint import Fingerprint
+from tf_bigexport.transforms.save import SaveImageFormat
+from tf_bigexport.transforms.stage import Stage
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
+from tf_bigexport.transforms.trace import Trace
+from tf_bigexport.transforms.verify import Verify
 
 
 def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict | None = None,
@@ -110,7 +110,7 @@ class ExportModels(beam.PTransform):
 def _shown_registration(registration) -> dict[str, Any]:
     import dataclasses
 
-    from registries import RegistrationConfig
+    from tf_bigexport.registries import RegistrationConfig
     shown = RegistrationConfig(**registration).without_credentials()
     return {k: v for k, v in dataclasses.asdict(shown).items() if v}
 

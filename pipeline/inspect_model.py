@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from pipeline.locations import PROTO_FILES, list_files, open_file
+from tf_bigexport.pipeline.locations import PROTO_FILES, list_files, open_file
 
 FINGERPRINT_FILE = "fingerprint.pb"
 
@@ -35,7 +35,7 @@ def describe_model(location: str) -> dict[str, Any]:
 def _read_saved_model(location: str, proto_file: str):
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from imageformat.chunked import read_chunked
+    from tf_bigexport.imageformat.chunked import read_chunked
     with open_file(location, proto_file) as f:
         if proto_file.endswith(".cpb"):
             # Signatures and structure only: large constant chunks are left unread.
@@ -63,9 +63,9 @@ def _read_fingerprint(location: str) -> dict[str, str]:
 def _chunk_layout(location: str, proto_file: str) -> dict[str, Any]:
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from imageformat import fieldpath
-    from imageformat.proto import chunk_pb2
-    from imageformat.riegeli import RecordReader
+    from tf_bigexport.imageformat import fieldpath
+    from tf_bigexport.imageformat.proto import chunk_pb2
+    from tf_bigexport.imageformat.riegeli import RecordReader
 
     with open_file(location, proto_file) as f, RecordReader(f, name=f"{location}/{proto_file}") as reader:
         metadata = chunk_pb2.ChunkMetadata.FromString(reader.read_last_record())
@@ -162,7 +162,7 @@ def format_description(desc: dict[str, Any]) -> str:
 
 
 def inspect_command(args) -> int:
-    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     try:
         desc = describe_model(args.path)
     except (OSError, ValueError) as e:

@@ -7,7 +7,7 @@ import posixpath
 import tempfile
 from typing import BinaryIO, Iterator
 
-from pipeline.options import storage_options_from
+from tf_bigexport.pipeline.options import storage_options_from
 
 PROTO_FILES = ("saved_model.cpb", "saved_model.pb")
 

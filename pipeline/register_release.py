@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.locations import split_version_uri
-from pipeline.options import storage_options_from
+from tf_bigexport.pipeline.locations import split_version_uri
+from tf_bigexport.pipeline.options import storage_options_from
 
 
 def register_release(uri: str, registration: dict) -> list:
     """Registers <registry>/<model>/<version> everywhere configured; returns RegistrationResults."""
-    import storage
-    from registries import RegistrationConfig, register_everywhere
+    from tf_bigexport import storage
+    from tf_bigexport.registries import RegistrationConfig, register_everywhere
 
     registry_uri, model, version = split_version_uri(uri)
     registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
@@ -22,7 +22,7 @@ def register_release(uri: str, registration: dict) -> list:
 
 
 def register_command(args) -> int:
-    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     registration = {k: v for k, v in (("mlflow_tracking_uri", args.mlflow_tracking_uri),
                                       ("mlflow_registry_uri", args.mlflow_registry_uri)) if v}
     try:

@@ -52,7 +52,7 @@ def registration_failures(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def registration_lines(outcomes: list[dict[str, Any]]) -> list[str]:
-    from registries import RegistrationConfig, RegistrationResult
+    from tf_bigexport.registries import RegistrationConfig, RegistrationResult
     lines = []
     for o in sorted(outcomes, key=lambda o: o["model_name"]):
         results = [RegistrationResult.from_dict(r) for r in o.get("registrations") or []]

@@ -11,9 +11,9 @@ import os
 import sys
 from typing import TextIO
 
-from pipeline.locations import local_model_dir, split_version_uri
-from pipeline.logs import LOGGER_NAME
-from pipeline.options import storage_options_from
+from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
+from tf_bigexport.pipeline.logs import LOGGER_NAME
+from tf_bigexport.pipeline.options import storage_options_from
 
 
 def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> int:
@@ -21,8 +21,8 @@ def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> in
 
     Shows progress on ``stream`` (default stderr) if a terminal, else logs a few lines.
     """
-    from imageformat.riegeli import RecordReader
-    from storage.progress import Progress
+    from tf_bigexport.imageformat.riegeli import RecordReader
+    from tf_bigexport.storage.progress import Progress
 
     count = 0
     with RecordReader(path, name=name) as reader:
@@ -43,9 +43,9 @@ def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> in
 
 def verify_release(uri: str) -> tuple[list[str], list[str]]:
     """(report lines, problems); each problem names the file it is about."""
-    import storage
+    from tf_bigexport import storage
 
-    from transforms.fingerprint import HASH_FIELDS, compute_fingerprint_bytes, fingerprint_dict
+    from tf_bigexport.transforms.fingerprint import HASH_FIELDS, compute_fingerprint_bytes, fingerprint_dict
 
     registry_uri, model, version = split_version_uri(uri)
     registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
@@ -84,7 +84,7 @@ def verify_release(uri: str) -> tuple[list[str], list[str]]:
 
 
 def verify_command(args) -> int:
-    from pipeline.cli import EXIT_FAILED, EXIT_OK
+    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     try:
         report, problems = verify_release(args.uri)
     except Exception as e:  # storage/format errors already name what is wrong

@@ -1,6 +1,6 @@
 """Registry adapters: tell model registries about published versions.
 
-    from registries import RegistrationConfig, register_everywhere
+    from tf_bigexport.registries import RegistrationConfig, register_everywhere
     results = register_everywhere(record, RegistrationConfig(mlflow_tracking_uri="sqlite:///mlflow.db")
                                   .adapters(storage.Registry("gs://bucket/models")))
 
@@ -8,10 +8,10 @@ Adapters: JsonIndexAdapter (<registry>/<model>/index.json, always on) and
 MlflowAdapter (MLflow Model Registry, the `mlflow` extra). Never imports
 TensorFlow or Beam.
 """
-from registries.adapter import (ALREADY_REGISTERED, FAILED, REGISTERED, ModelRegistryAdapter,
+from tf_bigexport.registries.adapter import (ALREADY_REGISTERED, FAILED, REGISTERED, ModelRegistryAdapter,
                                 RegistrationResult, register_everywhere)
-from registries.config import RegistrationConfig
-from registries.json_index import JsonIndexAdapter
+from tf_bigexport.registries.config import RegistrationConfig
+from tf_bigexport.registries.json_index import JsonIndexAdapter
 
 __all__ = ["ALREADY_REGISTERED", "FAILED", "REGISTERED", "JsonIndexAdapter", "ModelRegistryAdapter",
            "RegistrationConfig", "RegistrationResult", "register_everywhere"]

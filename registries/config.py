@@ -6,8 +6,8 @@ import shlex
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from registries.adapter import ModelRegistryAdapter
-from registries.json_index import JsonIndexAdapter
+from tf_bigexport.registries.adapter import ModelRegistryAdapter
+from tf_bigexport.registries.json_index import JsonIndexAdapter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +19,7 @@ class RegistrationConfig:
         """The JSON index (always) plus MLflow when a tracking URI is set."""
         adapters: list[ModelRegistryAdapter] = [JsonIndexAdapter(storage_registry)]
         if self.mlflow_tracking_uri:
-            from registries.mlflow_registry import MlflowAdapter
+            from tf_bigexport.registries.mlflow_registry import MlflowAdapter
             adapters.append(MlflowAdapter(self.mlflow_tracking_uri, self.mlflow_registry_uri))
         return adapters
 

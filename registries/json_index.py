@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from registries.adapter import ALREADY_REGISTERED, REGISTERED, RegistrationResult
+from tf_bigexport.registries.adapter import ALREADY_REGISTERED, REGISTERED, RegistrationResult
 
 
 class JsonIndexAdapter:

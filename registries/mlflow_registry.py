@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from registries.adapter import ALREADY_REGISTERED, REGISTERED, RegistrationResult
+from tf_bigexport.registries.adapter import ALREADY_REGISTERED, REGISTERED, RegistrationResult
 
 TAG_PREFIX = "tf_bigexport."
 URI_TAG = TAG_PREFIX + "uri"

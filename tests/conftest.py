@@ -40,7 +40,7 @@ class RegistryTarget:
     storage_options: dict = field(default_factory=dict)
 
     def registry(self, **kwargs):
-        from storage import Registry
+        from tf_bigexport.storage import Registry
 
         return Registry(self.uri, storage_options=self.storage_options, **kwargs)
 

@@ -14,7 +14,7 @@ REPORT_DIR_ENV = "SECURITY_REPORT_DIR"
 
 
 def child_env(**extra: str) -> dict:
-    """Environment for `python -m pipeline ...` children: the checkout and tests/ importable."""
+    """Environment for `python -m tf_bigexport ...` children: the checkout and tests/ importable."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]),
                GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", TF_CPP_MIN_LOG_LEVEL="2")
     env.update(extra)
@@ -22,7 +22,7 @@ def child_env(**extra: str) -> dict:
 
 
 def pipeline_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", *args]
+    return [sys.executable, "-m", "tf_bigexport", *args]
 
 
 def tiny_job(name: str, seed: int = 0, **fields) -> dict:

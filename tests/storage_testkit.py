@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-from storage.manifest import MARKER_FILES
+from tf_bigexport.storage.manifest import MARKER_FILES
 
 
 def make_export(root: Path, *, seed: int = 0, big: int = 300_000, marker: str = "saved_model.pb") -> Path:

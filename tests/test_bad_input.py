@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from hostile_testkit import report, tiny_job, write_jobs
-from pipeline import cli
-from storage import Registry, StorageError, VersionPolicy, build_manifest
+from tf_bigexport.pipeline import cli
+from tf_bigexport.storage import Registry, StorageError, VersionPolicy, build_manifest
 from storage_testkit import make_export, read_tree
 
 # ---- jobs files: rejected before anything runs ------------------------------------------
@@ -83,8 +83,8 @@ def read_only_directory(path: Path):
 
 def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path, s3_emulator):
     from emulators import free_port, s3_storage_options
-    from pipeline.export import run_export
-    from pipeline.jobs import parse_jobs
+    from tf_bigexport.pipeline.export import run_export
+    from tf_bigexport.pipeline.jobs import parse_jobs
 
     registry = tmp_path / "reg"
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -180,7 +180,7 @@ def test_records_naming_files_outside_their_directory_are_refused(tmp_path):
 
 def test_object_names_with_dot_dot_in_a_bucket_are_never_downloaded(s3_emulator, tmp_path, monkeypatch, capsys):
     """Object stores allow keys like m/1/../../x; the CLI must not write them outside its scratch dir."""
-    from pipeline.locations import local_model_dir
+    from tf_bigexport.pipeline.locations import local_model_dir
 
     fs = s3_emulator.filesystem()
     escape = tmp_path / "escaped.txt"

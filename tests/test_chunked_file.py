@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
 
-from imageformat import chunked, splitter
-from imageformat.chunk_errors import ChunkedFormatError
-from imageformat.proto import chunk_pb2
-from imageformat.riegeli import RecordReader, RecordWriter
+from tf_bigexport.imageformat import chunked, splitter
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter
 from saved_model_cases import copy_without_program, saved_case, serving_outputs
 
 COMPARED_HASHES = ("graph_def_program_hash", "signature_def_hash", "checkpoint_hash")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import cli
-from pipeline.call_inputs import InputError, collect_inputs, evaluate_expression, split_specs
-from pipeline.locations import split_version_uri
+from tf_bigexport.pipeline import cli
+from tf_bigexport.pipeline.call_inputs import InputError, collect_inputs, evaluate_expression, split_specs
+from tf_bigexport.pipeline.locations import split_version_uri
 
 
 # ---- parsing ------------------------------------------------------------------

@@ -16,9 +16,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import fingerprint_pb2
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
 
-import imageformat
-from imageformat import chunked, deferred_constants, splitter, tf_support
-from imageformat.chunk_errors import SplitError
+from tf_bigexport import imageformat
+from tf_bigexport.imageformat import chunked, deferred_constants, splitter, tf_support
+from tf_bigexport.imageformat.chunk_errors import SplitError
 
 BIG = 300_000  # float32 elements: 1.2 MB, past DEFER_MIN_BYTES
 INPUT = tf.constant([0, 1, 7, BIG - 1], tf.int64)

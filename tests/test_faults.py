@@ -5,7 +5,7 @@
   retried; every publish completes with the exact bytes.
 - Permanent errors (403 on the version directory) fail the publish, leave no
   version, and a later run converges.
-- `python -m pipeline run` SIGKILLed at random points of save, stage, verify
+- `python -m tf_bigexport run` SIGKILLed at random points of save, stage, verify
   and commit (FAULT_SEEDS runs, default 5) never leaves a visible version that
   differs from its release record; earlier versions stay byte-identical; the
   rerun converges.
@@ -29,7 +29,7 @@ import pytest
 from fault_proxy import FaultProxy
 from hostile_testkit import (check_visible_versions, child_env, numeric_dirs, pipeline_command, report, tiny_job,
                              write_jobs)
-from storage import Registry, RetryPolicy, StorageError, VersionPolicy
+from tf_bigexport.storage import Registry, RetryPolicy, StorageError, VersionPolicy
 from storage_testkit import export_files, make_export, read_tree
 
 FAST = RetryPolicy(attempts=6, base_delay=0.05, max_delay=0.5)

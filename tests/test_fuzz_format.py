@@ -36,14 +36,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import imageformat
-from imageformat import chunked
-from imageformat.chunk_errors import ChunkedFormatError
-from imageformat.highwayhash import hash64
-from imageformat.proto import chunk_pb2
-from imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
-from imageformat.riegeli.chunk_header import ChunkHeader, decode_chunk_header
-from imageformat.riegeli.layout import (
+from tf_bigexport import imageformat
+from tf_bigexport.imageformat import chunked
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.highwayhash import hash64
+from tf_bigexport.imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
+from tf_bigexport.imageformat.riegeli.chunk_header import ChunkHeader, decode_chunk_header
+from tf_bigexport.imageformat.riegeli.layout import (
     BLOCK_SIZE,
     CHUNK_HEADER_SIZE,
     add_with_overhead,

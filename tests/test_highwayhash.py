@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imageformat import _highwayhash
-from imageformat.highwayhash import (
+from tf_bigexport.imageformat import _highwayhash
+from tf_bigexport.imageformat.highwayhash import (
     RIEGELI_KEY,
     HighwayHash64,
     cpu_has_avx2,
@@ -75,7 +75,7 @@ def test_default_loop_matches_the_cpu():
 
 
 def test_environment_forces_the_portable_loop():
-    code = ("from imageformat import highwayhash as h; "
+    code = ("from tf_bigexport.imageformat import highwayhash as h; "
             "print(h.implementation(), hex(h.hash64(bytes(range(64)), "
             f"{TEST_KEY!r})))")
     env = dict(os.environ, IMAGEFORMAT_HIGHWAYHASH_PORTABLE="1")

@@ -54,10 +54,10 @@ def test_worker_image_matches_installed_beam_and_project_python():
 def test_worker_image_copies_every_package_and_the_template_entry_point():
     text = read(os.path.join(DATAFLOW, "Dockerfile"))
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        packages = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
-    for package in (p.rstrip("*") for p in packages):
-        assert re.search(rf"^COPY {package} \./{package}$", text, re.M), package
-        assert os.path.isdir(os.path.join(ROOT, package))
+        folders = set(tomllib.load(f)["tool"]["setuptools"]["package-dir"].values())
+    for folder in folders:
+        assert re.search(rf"^COPY {folder} \./{folder}$", text, re.M), folder
+        assert os.path.isdir(os.path.join(ROOT, folder))
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/tf-bigexport/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(ROOT, entry))
     assert f"COPY {entry} ./{entry}" in text
@@ -73,8 +73,8 @@ def run_options() -> dict[str, str]:
     """Option name -> help of `tf-bigexport run`'s own options and the pipeline's ExportOptions."""
     import argparse
 
-    from pipeline import cli
-    from pipeline.options import ExportOptions
+    from tf_bigexport.pipeline import cli
+    from tf_bigexport.pipeline.options import ExportOptions
     run = cli.build_parser()._subparsers._group_actions[0].choices["run"]
     options = {a.dest: a.help for a in run._actions if a.option_strings and a.dest not in ("help", "verbose")}
     export = argparse.ArgumentParser()
@@ -100,7 +100,7 @@ def test_template_parameters_are_the_run_options():
 def test_template_regexes_accept_what_the_cli_accepts():
     metadata = json.loads(read(os.path.join(DATAFLOW, "metadata.json")))
     regexes = {p["name"]: p.get("regexes", []) for p in metadata["parameters"]}
-    from pipeline.options import _RUN_ID
+    from tf_bigexport.pipeline.options import _RUN_ID
     for run_id in ("20261122T031500Z-ab12cd", "nightly.7", "a"):
         assert _RUN_ID.match(run_id) and all(re.match(r, run_id) for r in regexes["run_id"])
     for bad in ("-x", "a/b", "x" * 65):
@@ -152,12 +152,12 @@ def test_launcher_passes_shellcheck():
 def test_launcher_submits_with_options_the_pipeline_understands(caplog):
     from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, WorkerOptions
 
-    from pipeline import cli
-    from pipeline.options import ExportOptions, build_options
+    from tf_bigexport.pipeline import cli
+    from tf_bigexport.pipeline.options import ExportOptions, build_options
     command = dry_run("--service-account", "sa@p1.iam.gserviceaccount.com", "--max-workers", "3",
                       "--mlflow-tracking-uri", "https://mlflow.example", "--run-id", "nightly.1",
                       "--", "--experiments", "shuffle_mode=service")
-    assert command[:4] == [sys.executable, "-m", "pipeline", "run"]
+    assert command[:4] == [sys.executable, "-m", "tf_bigexport", "run"]
     args, beam_args = cli.parse_args(command[3:])
     assert (args.jobs, args.registry) == ("gs://reg-bucket/jobs.yaml", "gs://reg-bucket/models")
     with caplog.at_level(logging.WARNING):
@@ -179,8 +179,8 @@ def test_launcher_submits_with_options_the_pipeline_understands(caplog):
 def test_launcher_with_image_skips_the_setup_file():
     from apache_beam.options.pipeline_options import SetupOptions, WorkerOptions
 
-    from pipeline import cli
-    from pipeline.options import build_options
+    from tf_bigexport.pipeline import cli
+    from tf_bigexport.pipeline.options import build_options
     image = "europe-west4-docker.pkg.dev/p1/tf-bigexport/worker:1"
     _, beam_args = cli.parse_args(dry_run("--image", image, "--machine-type", "m3-ultramem-32")[3:])
     options = build_options(beam_args)
@@ -281,8 +281,8 @@ def test_registry_bucket_is_uniform_versioned_and_drops_stale_staging():
     # The prefix is the storage layer's staging folder under the registry prefix.
     [local] = terraform_files()["main.tf"]["locals"]
     assert local["staging_prefix"] == "${var.registry_prefix}/.staging/"
-    from storage.staging import staging_path
-    from storage.uris import open_location
+    from tf_bigexport.storage.staging import staging_path
+    from tf_bigexport.storage.uris import open_location
     loc = open_location("memory://tf-infra/models")
     assert staging_path(loc, "job.1").startswith(loc.join(".staging") + "/")
 
@@ -325,9 +325,9 @@ def test_release_workflow_uses_flags_and_commands_that_exist():
     invocation = scripts[scripts.index("infra/dataflow/launch.sh"):scripts.index("| tee")]
     used = set(re.findall(r"(?<![\w-])(--[a-z-]+)", invocation))
     assert used and used <= launch_flags, used - launch_flags
-    from pipeline import cli
+    from tf_bigexport.pipeline import cli
     commands = cli.build_parser()._subparsers._group_actions[0].choices
-    for command in re.findall(r"-m pipeline (\w+)", scripts):
+    for command in re.findall(r"-m tf_bigexport (\w+)", scripts):
         assert command in commands
     assert "--mlflow_tracking_uri" in {o for a in commands["register"]._actions for o in a.option_strings}
     # Exit status 3 (published, not registered) is what the workflow retries with `register`.

@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.jobs import (DEFAULT_SPLIT_THRESHOLD, JobsFileError, load_jobs_file, parse_jobs,
+from tf_bigexport.pipeline.jobs import (DEFAULT_SPLIT_THRESHOLD, JobsFileError, load_jobs_file, parse_jobs,
                            resolve_sample_inputs)
 
 GOOD_JOB = {
     "name": "resnet",
-    "factory": "pipeline.demo_models:mobilenet_classifier",
+    "factory": "tf_bigexport.pipeline.demo_models:mobilenet_classifier",
     "signatures": {"serving_default": [{"name": "images", "dtype": "float32", "shape": [None, 96, 96, 3]}]},
 }
 
@@ -89,7 +89,7 @@ def test_yaml_file_with_relative_sample_paths(tmp_path):
         "registry: gs://bucket/models\n"
         "jobs:\n"
         "  - name: m\n"
-        "    factory: pipeline.demo_models:split_constants\n"
+        "    factory: tf_bigexport.pipeline.demo_models:split_constants\n"
         "    signatures:\n"
         "      serving_default: [{name: x, dtype: float32, shape: [null, 3]}]\n"
         "      other: {method: other, inputs: [{name: x, dtype: float32, shape: [null, 3]}]}\n"

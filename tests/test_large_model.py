@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import fingerprint_pb2
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
 
-import imageformat
+from tf_bigexport import imageformat
 
 ELEMENTS = 200_000_000  # 800 MB of float32 per constant
 SAMPLE_INDICES = np.array([0, 1, 12_345_678, 99_999_999, ELEMENTS - 1], dtype=np.int64)

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from hostile_testkit import child_env, pipeline_command, report, tiny_job, write_jobs
-from storage import Registry
+from tf_bigexport.storage import Registry
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Generous: a worker holding TensorFlow, Beam and a few tiny models uses well under 1 GiB.
@@ -43,9 +43,9 @@ def _process_table() -> dict[int, tuple[int, int, str]]:
 def _kind(cmdline: str) -> str:
     if "sdk_worker_main" in cmdline or "worker_pool_main" in cmdline:
         return "beam_worker"
-    if "reload_check" in cmdline or "transforms.reload" in cmdline:
+    if "reload_check" in cmdline or "tf_bigexport.transforms.reload" in cmdline:
         return "reload_check"
-    if "-m pipeline" in cmdline:
+    if "-m tf_bigexport" in cmdline:
         return "pipeline_main"
     return "other"
 

@@ -6,9 +6,9 @@ import pytest
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from imageformat import fieldpath, merger, splitter
-from imageformat.chunk_errors import ChunkedFormatError
-from imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat import fieldpath, merger, splitter
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.proto import chunk_pb2
 from saved_model_cases import saved_case
 
 SM = saved_model_pb2.SavedModel.DESCRIPTOR

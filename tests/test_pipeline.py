@@ -10,10 +10,10 @@ import uuid
 import numpy as np
 import pytest
 
-from pipeline import cli
-from pipeline.export import construct, run_export
-from pipeline.jobs import parse_jobs
-from pipeline.summary import format_summary
+from tf_bigexport.pipeline import cli
+from tf_bigexport.pipeline.export import construct, run_export
+from tf_bigexport.pipeline.jobs import parse_jobs
+from tf_bigexport.pipeline.summary import format_summary
 
 SPLIT_KWARGS = {"count": 4, "size": 128, "seed": 7}  # 4 x 64 KiB constants
 
@@ -25,14 +25,14 @@ def broken_model():
 
 def jobs_document(registry: str) -> dict:
     return {"registry": registry, "jobs": [
-        {"name": "tokens", "factory": "pipeline.demo_models:vocabulary_module",
+        {"name": "tokens", "factory": "tf_bigexport.pipeline.demo_models:vocabulary_module",
          "signatures": {
              "serving_default": [{"name": "tokens", "dtype": "string", "shape": [None]}],
              "score": {"method": "score", "inputs": [{"name": "tokens", "dtype": "string", "shape": [None, None]}]}},
          "sample_inputs": {"serving_default": {"tokens": ["token2", "nope"]},
                            "score": {"generate": {"seed": 1, "batch": 2}}},
          "version": 3},
-        {"name": "split", "factory": "pipeline.demo_models:split_constants", "factory_kwargs": SPLIT_KWARGS,
+        {"name": "split", "factory": "tf_bigexport.pipeline.demo_models:split_constants", "factory_kwargs": SPLIT_KWARGS,
          "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 128]}]},
          "sample_inputs": {"serving_default": {"generate": {"seed": 0, "batch": 2}}},
          "split_threshold": 48 * 1024},
@@ -54,7 +54,7 @@ def exported(gcs_emulator, tmp_path_factory):
 
 
 def registry_of(exported):
-    import storage
+    from tf_bigexport import storage
     return storage.Registry(exported["registry"], storage_options=exported["options"])
 
 
@@ -121,7 +121,7 @@ def test_inspect_published_cpb(exported, monkeypatch, capsys):
 def test_call_published_cpb_matches_the_model(exported, monkeypatch, tmp_path, capsys):
     import tensorflow as tf
 
-    from pipeline.demo_models import split_constants
+    from tf_bigexport.pipeline.demo_models import split_constants
     monkeypatch.setenv("TF_BIGEXPORT_STORAGE_OPTIONS", json.dumps(exported["options"]))
     np.save(tmp_path / "x.npy", np.linspace(-1, 1, 256, dtype=np.float32).reshape(2, 128))
     code = cli.main(["call", f"{exported['registry']}/split/1", "--signature", "serving_default",
@@ -158,8 +158,8 @@ def test_verify_then_detects_a_corrupted_chunk(exported, monkeypatch, capsys):
 # ---- stages under retry (called directly, local registry) ------------------------
 
 def test_stages_are_idempotent_when_retried(tmp_path):
-    from pipeline.graph import to_task
-    from transforms import commit, fingerprint, save, stage, trace, verify
+    from tf_bigexport.pipeline.graph import to_task
+    from tf_bigexport.transforms import commit, fingerprint, save, stage, trace, verify
     [job] = parse_jobs({"registry": str(tmp_path / "reg"), "jobs": [jobs_document("")["jobs"][1]]})
     task = to_task(job, work_root=str(tmp_path / "work"), run_id="retry")
     traced, state = trace.trace(task)
@@ -181,8 +181,8 @@ def test_stages_are_idempotent_when_retried(tmp_path):
 def test_verification_rejects_changed_golden_outputs(tmp_path):
     import dataclasses
 
-    from pipeline.graph import to_task
-    from transforms import fingerprint, save, stage, trace, verify
+    from tf_bigexport.pipeline.graph import to_task
+    from tf_bigexport.transforms import fingerprint, save, stage, trace, verify
     [job] = parse_jobs({"registry": str(tmp_path / "reg"), "jobs": [jobs_document("")["jobs"][1]]})
     task = to_task(job, work_root=str(tmp_path / "work"), run_id="golden")
     traced, state = trace.trace(task)
@@ -215,7 +215,7 @@ def test_graph_reads_like_the_data_flow():
 
 def test_constructs_for_dataflow_without_submitting():
     from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
-    from pipeline.options import ExportOptions, project_setup_file
+    from tf_bigexport.pipeline.options import ExportOptions, project_setup_file
     jobs = parse_jobs(jobs_document("gs://bucket/models"), source="jobs.yaml")
     # --dry_run: Beam's own switch that skips the GCS checks needing credentials and network.
     pipeline, export = construct(jobs, ["--runner", "DataflowRunner", "--project", "dummy-project",
@@ -233,7 +233,7 @@ def test_constructs_for_dataflow_without_submitting():
 def test_worker_package_builds_with_beams_stager(tmp_path):
     """Dataflow workers install the sdist that Beam builds from --setup_file; build it here."""
     from apache_beam.runners.portability.stager import Stager
-    from pipeline.options import project_setup_file
+    from tf_bigexport.pipeline.options import project_setup_file
     sdist = Stager._build_setup_package(project_setup_file(), str(tmp_path))
     with tarfile.open(sdist) as archive:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
@@ -245,7 +245,7 @@ def test_worker_package_builds_with_beams_stager(tmp_path):
 # ---- trace: factories and checkpoints ---------------------------------------------
 
 def _task_for(tmp_path, **job_fields):
-    from pipeline.graph import to_task
+    from tf_bigexport.pipeline.graph import to_task
     spec = {"name": "m", "signatures": {"serving_default": [{"name": "tokens", "dtype": "string", "shape": [None]}]}}
     spec.update(job_fields)
     [job] = parse_jobs({"registry": str(tmp_path / "reg"), "jobs": [spec]}, base_dir=str(tmp_path))
@@ -255,12 +255,12 @@ def _task_for(tmp_path, **job_fields):
 def test_checkpoint_is_restored_before_tracing(tmp_path):
     import tensorflow as tf
 
-    from pipeline.demo_models import vocabulary_module
-    from transforms import trace
+    from tf_bigexport.pipeline.demo_models import vocabulary_module
+    from tf_bigexport.transforms import trace
     trained = vocabulary_module()
     trained.weight.assign(4.0)
     prefix = tf.train.Checkpoint(model=trained).write(str(tmp_path / "ckpt" / "model"))
-    task = _task_for(tmp_path, factory="pipeline.demo_models:vocabulary_module",
+    task = _task_for(tmp_path, factory="tf_bigexport.pipeline.demo_models:vocabulary_module",
                      checkpoint=os.path.relpath(prefix, tmp_path),
                      signatures={"score": {"method": "score", "inputs": [
                          {"name": "tokens", "dtype": "string", "shape": [None, None]}]}},
@@ -271,11 +271,11 @@ def test_checkpoint_is_restored_before_tracing(tmp_path):
 
 @pytest.mark.parametrize("factory, message", [
     ("builtins:dict", "returned dict, expected a tf.Module or Keras model"),
-    ("pipeline.demo_models:no_such_model", "has no attribute 'no_such_model'"),
+    ("tf_bigexport.pipeline.demo_models:no_such_model", "has no attribute 'no_such_model'"),
     ("no_such_package.models:build", "cannot import module 'no_such_package.models'"),
 ])
 def test_bad_factories_fail_with_the_reason(tmp_path, factory, message):
-    from transforms import trace
+    from tf_bigexport.transforms import trace
     with pytest.raises((TypeError, AttributeError, ImportError), match=message):
         trace.trace(_task_for(tmp_path, factory=factory))
 
@@ -283,7 +283,7 @@ def test_bad_factories_fail_with_the_reason(tmp_path, factory, message):
 @pytest.mark.slow
 def test_model_past_2gib_is_exported_split_and_verified(tmp_path):
     """The demo's --large job (three 800 MB constants): about 3 minutes and 12 GiB of RAM."""
-    from pipeline.demo_models import demo_jobs
+    from tf_bigexport.pipeline.demo_models import demo_jobs
     document = demo_jobs(str(tmp_path / "reg"), large=True)
     document["jobs"] = [j for j in document["jobs"] if j["name"] == "large"]
     jobs = parse_jobs(document, source="demo")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import imageformat
-from imageformat import chunked
-from imageformat.riegeli import RecordReader
-from storage.progress import human_bytes
-from transforms.save import save_progress
+from tf_bigexport import imageformat
+from tf_bigexport.imageformat import chunked
+from tf_bigexport.imageformat.riegeli import RecordReader
+from tf_bigexport.storage.progress import human_bytes
+from tf_bigexport.transforms.save import save_progress
 
 SMALL_CHUNK = 4096
 CONSTANTS = 4  # each 600 KiB: several Riegeli chunks, so several progress calls
@@ -91,7 +91,7 @@ def test_plain_pb_reports_its_size(tmp_path: pathlib.Path) -> None:
 
 
 def _published_like(tmp_path: pathlib.Path) -> tuple[pathlib.Path, list]:
-    from storage import build_manifest
+    from tf_bigexport.storage import build_manifest
     root = tmp_path / "version"
     (root / "variables").mkdir(parents=True)
     (root / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(3 << 20))
@@ -101,8 +101,8 @@ def _published_like(tmp_path: pathlib.Path) -> tuple[pathlib.Path, list]:
 
 def test_verify_rereads_draw_progress_on_a_tty(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fsspec
-    from storage.transfer import RetryPolicy
-    from storage.verify import check_entries
+    from tf_bigexport.storage.transfer import RetryPolicy
+    from tf_bigexport.storage.verify import check_entries
     root, entries = _published_like(tmp_path)
     tty = FakeTTY()
     monkeypatch.setattr("sys.stderr", tty)
@@ -118,8 +118,8 @@ def test_verify_rereads_draw_progress_on_a_tty(tmp_path: pathlib.Path, monkeypat
 def test_verify_rereads_off_a_tty_log_one_line_per_file(tmp_path: pathlib.Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     import fsspec
-    from storage.transfer import RetryPolicy
-    from storage.verify import check_entries
+    from tf_bigexport.storage.transfer import RetryPolicy
+    from tf_bigexport.storage.verify import check_entries
     root, entries = _published_like(tmp_path)
     infos = {e.path: {"size": e.size} for e in entries}
     with caplog.at_level(logging.INFO, logger="storage"):
@@ -131,7 +131,7 @@ def test_verify_rereads_off_a_tty_log_one_line_per_file(tmp_path: pathlib.Path,
 
 def test_pipeline_verify_reads_the_cpb_with_progress(model: Tables, tmp_path: pathlib.Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.verify_release import read_records_fully
+    from tf_bigexport.pipeline.verify_release import read_records_fully
     imageformat.save(model, tmp_path / "m", max_chunk_size=SMALL_CHUNK)
     cpb = str(tmp_path / "m" / chunked.SAVED_MODEL_CPB)
     size = os.path.getsize(cpb)

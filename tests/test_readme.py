@@ -78,7 +78,7 @@ def run(command: str, cwd) -> str:
 def test_demo_then_every_marked_block_runs_as_written(checkout):
     """Blocks may use what `make demo` published, nothing another block made."""
     demo = run(makefile_recipe("demo"), checkout)
-    assert makefile_recipe("demo") == ".venv/bin/python -m pipeline demo --registry ./registry"
+    assert makefile_recipe("demo") == ".venv/bin/python -m tf_bigexport demo --registry ./registry"
     # The demo's next steps: exact commands, each one run below as part of the README.
     next_steps = demo.split("Try next:\n", 1)[1].strip().splitlines()
     marked = [body for is_marked, _, body in code_blocks(readme()) if is_marked]

@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-import storage
-from pipeline import cli
-from registries import (ALREADY_REGISTERED, FAILED, REGISTERED, JsonIndexAdapter, ModelRegistryAdapter,
+from tf_bigexport import storage
+from tf_bigexport.pipeline import cli
+from tf_bigexport.registries import (ALREADY_REGISTERED, FAILED, REGISTERED, JsonIndexAdapter, ModelRegistryAdapter,
                         RegistrationConfig, register_everywhere)
-from registries.mlflow_registry import CHECKSUM_TAG, SINGLEPRINT_TAG, URI_TAG, VERSION_TAG, MlflowAdapter
+from tf_bigexport.registries.mlflow_registry import CHECKSUM_TAG, SINGLEPRINT_TAG, URI_TAG, VERSION_TAG, MlflowAdapter
 
 FINGERPRINT = {"saved_model_checksum": "1234", "graph_def_program_hash": "1", "signature_def_hash": "2",
                "saved_object_graph_hash": "3", "checkpoint_hash": "4", "singleprint": "1/2/3/4"}
@@ -136,7 +136,7 @@ def test_register_command_names_a_version_that_is_not_published(tmp_path, capsys
 
 def split_job(registry: str) -> dict:
     return {"registry": registry, "jobs": [
-        {"name": "split", "factory": "pipeline.demo_models:split_constants",
+        {"name": "split", "factory": "tf_bigexport.pipeline.demo_models:split_constants",
          "factory_kwargs": {"count": 2, "size": 64, "seed": 3},
          "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 64]}]},
          "sample_inputs": {"serving_default": {"generate": {"seed": 0, "batch": 2}}},
@@ -186,8 +186,8 @@ def serving_versions(children: list[str]) -> dict[int, str]:
 def served(tmp_path_factory):
     """One model published twice by the stages: a plain saved_model.pb (v1, registered in
     MLflow by the commit stage) and a split saved_model.cpb (v2, JSON index only)."""
-    from pipeline.direct import export_directly
-    from pipeline.jobs import parse_jobs
+    from tf_bigexport.pipeline.direct import export_directly
+    from tf_bigexport.pipeline.jobs import parse_jobs
     root = tmp_path_factory.mktemp("serving")
     document = split_job(str(root / "registry"))
     as_pb = dict(document["jobs"][0], split_threshold=1 << 30)
@@ -202,7 +202,7 @@ def served(tmp_path_factory):
 
 
 def test_commit_stage_registers_in_mlflow_once_across_retries(served):
-    from transforms import commit
+    from tf_bigexport.transforms import commit
     first = served["states"]["pb"]
     retried = commit.commit(first)  # Beam retrying the commit bundle after it had finished
     assert [(r["registry"], r["status"]) for r in first.registrations] == [
@@ -243,7 +243,7 @@ def test_pb_version_loads_with_stock_tensorflow_and_cpb_needs_imageformat(served
     import numpy as np
     import tensorflow as tf
 
-    import imageformat
+    from tf_bigexport import imageformat
     x = np.ones((1, 64), np.float32)
     stock = tf.saved_model.load(str(served / "split" / "1"))
     expected = stock.signatures["serving_default"](x=tf.constant(x))["features"].numpy()

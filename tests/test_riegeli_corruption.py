@@ -9,10 +9,10 @@ import brotli
 import pytest
 import zstandard
 
-from imageformat.highwayhash import hash64
-from imageformat.riegeli import FILE_SIGNATURE, RecordReader, RecordWriter, RiegeliError
-from imageformat.riegeli.chunk_header import SIMPLE, TRANSPOSED, ChunkHeader
-from imageformat.riegeli.layout import (
+from tf_bigexport.imageformat.highwayhash import hash64
+from tf_bigexport.imageformat.riegeli import FILE_SIGNATURE, RecordReader, RecordWriter, RiegeliError
+from tf_bigexport.imageformat.riegeli.chunk_header import SIMPLE, TRANSPOSED, ChunkHeader
+from tf_bigexport.imageformat.riegeli.layout import (
     BLOCK_HEADER_SIZE,
     BLOCK_SIZE,
     CHUNK_HEADER_SIZE,
@@ -21,7 +21,7 @@ from imageformat.riegeli.layout import (
     encode_block_header,
     physical_runs,
 )
-from imageformat.riegeli.varint import encode_varint
+from tf_bigexport.imageformat.riegeli.varint import encode_varint
 
 
 def write_sample(compression: str, sizes: list[list[int]]) -> tuple[bytes, list[bytes], list[int]]:

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from imageformat.highwayhash import hash64
-from imageformat.riegeli.hashing import InlineHasher, OverlappedHasher
+from tf_bigexport.imageformat.highwayhash import hash64
+from tf_bigexport.imageformat.riegeli.hashing import InlineHasher, OverlappedHasher
 
 
 def test_overlapped_digest_matches_one_shot_hash():

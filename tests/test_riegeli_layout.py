@@ -6,16 +6,16 @@ import struct
 
 import pytest
 
-from imageformat.highwayhash import hash64
-from imageformat.riegeli import FILE_SIGNATURE, RecordWriter
-from imageformat.riegeli.layout import (
+from tf_bigexport.imageformat.highwayhash import hash64
+from tf_bigexport.imageformat.riegeli import FILE_SIGNATURE, RecordWriter
+from tf_bigexport.imageformat.riegeli.layout import (
     BLOCK_SIZE,
     add_with_overhead,
     block_headers_for_chunk,
     chunk_end,
     round_up_to_possible_chunk_boundary,
 )
-from imageformat.riegeli.varint import decode_varint, encode_varint
+from tf_bigexport.imageformat.riegeli.varint import decode_varint, encode_varint
 
 # doc/riegeli_records_file_format.md, "File signature".
 SPEC_FIRST_64 = bytes.fromhex(

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
-from imageformat.riegeli.chunk_header import METADATA, PADDING, SIGNATURE
-from imageformat.riegeli.hashing import OVERLAP_THRESHOLD
-from imageformat.riegeli.layout import BLOCK_SIZE
+from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
+from tf_bigexport.imageformat.riegeli.chunk_header import METADATA, PADDING, SIGNATURE
+from tf_bigexport.imageformat.riegeli.hashing import OVERLAP_THRESHOLD
+from tf_bigexport.imageformat.riegeli.layout import BLOCK_SIZE
 
 COMPRESSIONS = ["none", "zstd", "brotli"]
 
@@ -187,7 +187,7 @@ def test_seek_and_last_record_read_little_of_a_big_file():
 
 def test_short_writes_are_resumed(tmp_path, monkeypatch):
     """writev may write less than asked (signals, quotas, pipes): nothing is lost."""
-    from imageformat.riegeli import fileio
+    from tf_bigexport.imageformat.riegeli import fileio
 
     real_writev = os.writev
 

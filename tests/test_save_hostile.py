@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import imageformat
-from imageformat import chunked, splitter
-from imageformat.chunk_errors import ConstantTooLargeError
+from tf_bigexport import imageformat
+from tf_bigexport.imageformat import chunked, splitter
+from tf_bigexport.imageformat.chunk_errors import ConstantTooLargeError
 
 PROGRAM_FILES = ("saved_model.pb", "saved_model.pbtxt", "saved_model.cpb")
 
@@ -219,7 +219,7 @@ _DISK_FULL_SCRIPT = textwrap.dedent("""
     import json, os, resource, signal, sys
     import numpy as np
     sys.path.insert(0, {tests!r})
-    import imageformat
+    from tf_bigexport import imageformat
     from test_save_hostile import Captures, ramp
     export_dir, file_limit = sys.argv[1], int(sys.argv[2])
     imageformat.save(Captures(ramp(100)), export_dir)

@@ -25,10 +25,10 @@ from tensorflow.python.framework import ops
 from tensorflow.python.saved_model import save as save_lib
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
 
-import imageformat
-from imageformat import chunked
-from imageformat import graph_assembly
-from imageformat import tf_support
+from tf_bigexport import imageformat
+from tf_bigexport.imageformat import chunked
+from tf_bigexport.imageformat import graph_assembly
+from tf_bigexport.imageformat import tf_support
 import tf_model_zoo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ def test_missing_program_file_is_tensorflows_error(tmp_path: pathlib.Path) -> No
 _ENABLE_SCRIPT = """
 import json, os, sys
 import tensorflow as tf
-import imageformat
+from tf_bigexport import imageformat
 sys.path.insert(0, "tests")
 import tf_model_zoo
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from imageformat import fieldpath, merger, splitter
-from imageformat.chunk_errors import SplitError
-from imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat import fieldpath, merger, splitter
+from tf_bigexport.imageformat.chunk_errors import SplitError
+from tf_bigexport.imageformat.proto import chunk_pb2
 from saved_model_cases import CASE_NAMES, saved_case
 
 MESSAGE, BYTES = chunk_pb2.ChunkInfo.MESSAGE, chunk_pb2.ChunkInfo.BYTES

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 
-from storage import VersionPolicy, build_manifest, objects
+from tf_bigexport.storage import VersionPolicy, build_manifest, objects
 from storage_testkit import export_files, make_export, read_tree
 
 
@@ -52,7 +52,7 @@ def test_emulator_truncation_is_caught_by_staging_verification(gcs_emulator, tmp
     export = make_export(tmp_path / "e")
     (export / "assets" / "tail.bin").write_bytes(b"xyz\r")
     manifest = build_manifest(str(export))
-    from storage import Registry
+    from tf_bigexport.storage import Registry
 
     reg = Registry(gcs_emulator.uri(f"reg-{uuid.uuid4().hex[:8]}"),
                    storage_options=gcs_emulator.storage_options)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import PUBLISH_STEPS, StorageError, VersionPolicy
+from tf_bigexport.storage import PUBLISH_STEPS, StorageError, VersionPolicy
 from storage_testkit import assert_no_incomplete_visible, make_export, read_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ INFO = {"fingerprint": {"v": 2}, "tensorflow_version": "2.21.0"}
 
 CHILD = r"""
 import json, os, signal, sys
-from storage import Registry, VersionPolicy
+from tf_bigexport.storage import Registry, VersionPolicy
 args = json.loads(sys.argv[1])
 def hook(step):
     if step == args["step"]:
@@ -115,7 +115,7 @@ def test_resume_of_partially_copied_version(registry_target, tmp_path, published
     assert partial and "saved_model.pb" not in partial
     intruder = make_export(tmp_path / "intruder", seed=3)
     reg = registry_target.registry()
-    from storage import VersionConflictError
+    from tf_bigexport.storage import VersionConflictError
 
     with pytest.raises(VersionConflictError, match="version 2 of model 'm'"):
         reg.publish(str(intruder), "m", VersionPolicy.explicit(2), {}, "job-intruder")

@@ -9,9 +9,9 @@ import json
 import google_crc32c
 import pytest
 
-from storage import (InvalidNameError, Manifest, ReleaseRecord, StorageError, VersionPolicy,
+from tf_bigexport.storage import (InvalidNameError, Manifest, ReleaseRecord, StorageError, VersionPolicy,
                      build_manifest)
-from storage.uris import (open_location, validate_job_key, validate_model_name,
+from tf_bigexport.storage.uris import (open_location, validate_job_key, validate_model_name,
                           validate_relative_path, validate_version)
 
 

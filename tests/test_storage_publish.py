@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from storage import (Registry, ReleaseRecord, StorageError, VersionConflictError, VersionPolicy,
+from tf_bigexport.storage import (Registry, ReleaseRecord, StorageError, VersionConflictError, VersionPolicy,
                      build_manifest)
 from storage_testkit import flip_byte, make_export, read_tree, version_dirs
 

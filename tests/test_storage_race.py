@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from storage import VersionConflictError, VersionPolicy
+from tf_bigexport.storage import VersionConflictError, VersionPolicy
 from storage_testkit import export_files, make_export, read_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_next_integer_race_gives_unique_versions(registry_target, tmp_path):
 
 CLAIMER = r"""
 import json, sys
-from storage import Registry, VersionPolicy, VersionConflictError
+from tf_bigexport.storage import Registry, VersionPolicy, VersionConflictError
 a = json.loads(sys.argv[1])
 reg = Registry(a["uri"], storage_options=a["options"])
 sys.stdin.readline()  # start line: all processes released together

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from storage import Registry, StorageError, VersionPolicy
-from storage.redact import Redactor
-from storage.uris import display_uri
+from tf_bigexport.storage import Registry, StorageError, VersionPolicy
+from tf_bigexport.storage.redact import Redactor
+from tf_bigexport.storage.uris import display_uri
 from storage_testkit import make_export, read_tree
 
 FAKE_SECRET = "s3cr3t-Tok3n-9f8e7d6c5b4a"

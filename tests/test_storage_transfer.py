@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from storage import StorageError, VersionPolicy, is_transient
-from storage.manifest import checksum_stream
-from storage.transfer import Progress, RetryPolicy, run_parallel, with_retries
+from tf_bigexport.storage import StorageError, VersionPolicy, is_transient
+from tf_bigexport.storage.manifest import checksum_stream
+from tf_bigexport.storage.transfer import Progress, RetryPolicy, run_parallel, with_retries
 from storage_testkit import make_export, read_tree, export_files
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01)

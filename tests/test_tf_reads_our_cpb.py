@@ -11,8 +11,8 @@ tf = pytest.importorskip("tensorflow")  # a declared dependency; present in ever
 from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2  # noqa: E402
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting  # noqa: E402
 
-from imageformat.proto import chunk_pb2  # noqa: E402
-from imageformat.riegeli import RecordReader, RecordWriter, RiegeliError  # noqa: E402
+from tf_bigexport.imageformat.proto import chunk_pb2  # noqa: E402
+from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError  # noqa: E402
 
 # meta_graphs[0].graph_def.node[i]: SavedModel.meta_graphs = 2, MetaGraphDef.graph_def = 2,
 # GraphDef.node = 1.

@@ -13,9 +13,9 @@ from tensorflow.python.saved_model import loader_impl
 from tensorflow.python.saved_model import save as save_lib
 from tensorflow.python.saved_model import save_options
 
-import imageformat
-from imageformat import graph_assembly
-from imageformat import tf_support
+from tf_bigexport import imageformat
+from tf_bigexport.imageformat import graph_assembly
+from tf_bigexport.imageformat import tf_support
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_import_fails_loudly_on_unsupported_internals() -> None:
     script = (
         "from tensorflow.python.saved_model import save_options\n"
         "del save_options.is_oss\n"
-        "import imageformat\n"
+        "from tf_bigexport import imageformat\n"
         "imageformat.save\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,

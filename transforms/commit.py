@@ -14,9 +14,9 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 
-from transforms.elements import ExportState
-from transforms.save import SAVED_MODEL_DIRNAME
-from transforms.stage_dofn import StageDoFn, apply_stage, counter
+from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.save import SAVED_MODEL_DIRNAME
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter
 
 
 def release_info(state: ExportState) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def record_as_dict(record: Any) -> dict[str, Any]:
 
 
 def commit(state: ExportState) -> ExportState:
-    import storage
+    from tf_bigexport import storage
     start = time.monotonic()
     task = state.task
     registry = state.registry()
@@ -58,7 +58,7 @@ def commit(state: ExportState) -> ExportState:
 
 def register(record: Any, registry: Any, registration: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     """Tells the configured model registries; a failure is reported in the outcome, never unpublishes."""
-    from registries import RegistrationConfig, register_everywhere
+    from tf_bigexport.registries import RegistrationConfig, register_everywhere
     results = register_everywhere(record, RegistrationConfig(**registration).adapters(registry))
     return tuple(r.to_dict() for r in results)
 

@@ -62,15 +62,15 @@ class ExportState:
     chunks: int = 0
     shards: int = 0
     fingerprint: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    manifest: Any = None  # storage.Manifest
+    manifest: Any = None  # tf_bigexport.storage.Manifest
     staging_uri: str | None = None
     version: int | None = None
     release_record: Mapping[str, Any] | None = None
-    registrations: tuple[Mapping[str, Any], ...] = ()  # registries.RegistrationResult dicts
+    registrations: tuple[Mapping[str, Any], ...] = ()  # tf_bigexport.registries.RegistrationResult dicts
     seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)  # stage -> wall time
 
     def registry(self) -> Any:
-        import storage
+        from tf_bigexport import storage
         return storage.Registry(self.task.registry, storage_options=dict(self.task.storage_options))
 
     def advance(self, stage: str, seconds: float, **changes: Any) -> "ExportState":

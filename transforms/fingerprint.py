@@ -8,8 +8,8 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 
-from transforms.elements import ExportState
-from transforms.stage_dofn import StageDoFn, apply_stage
+from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
 
 FINGERPRINT_FILENAME = "fingerprint.pb"
 # The fields that identify a model; uuid and version are not content hashes.
@@ -55,7 +55,7 @@ def fingerprint_mismatches(expected: dict[str, Any], actual: dict[str, Any]) -> 
 
 def fingerprint(state: ExportState) -> ExportState:
     """Records fingerprint.pb's values; Verify recomputes them from the staged bytes."""
-    import storage
+    from tf_bigexport import storage
     start = time.monotonic()
     recorded = read_or_write_fingerprint(state.saved_dir)
     manifest = storage.build_manifest(state.saved_dir)

@@ -1,6 +1,6 @@
 """Reload a staged SavedModel in a fresh process and compare with golden outputs.
 
-Run as ``python -m transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ``;
+Run as ``python -m tf_bigexport.transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ``;
 prints one JSON object: {"problems": [...], "fingerprint": {...}}. A fresh
 interpreter proves the model loads from its bytes alone, with nothing left
 over from the process that built it.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms.elements import FLOAT_ATOL, FLOAT_RTOL
+from tf_bigexport.transforms.elements import FLOAT_ATOL, FLOAT_RTOL
 
 
 def compare_outputs(name: str, golden: np.ndarray, actual: np.ndarray) -> str | None:
@@ -36,8 +36,8 @@ def compare_outputs(name: str, golden: np.ndarray, actual: np.ndarray) -> str | 
 def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
     import tensorflow as tf
 
-    import imageformat
-    from transforms.fingerprint import compute_fingerprint_bytes, fingerprint_dict
+    from tf_bigexport import imageformat
+    from tf_bigexport.transforms.fingerprint import compute_fingerprint_bytes, fingerprint_dict
 
     with np.load(inputs_npz, allow_pickle=False) as npz:
         inputs = {k: npz[k] for k in npz.files}
@@ -68,7 +68,7 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3:
-        print("usage: python -m transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ", file=sys.stderr)
+        print("usage: python -m tf_bigexport.transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ", file=sys.stderr)
         return 2
     result = check(*argv)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -18,11 +18,11 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import apache_beam as beam
 
-from storage.progress import Progress
+from tf_bigexport.storage.progress import Progress
 
-from transforms import trace as trace_stage
-from transforms.elements import ExportState
-from transforms.stage_dofn import StageDoFn, apply_stage, counter
+from tf_bigexport.transforms import trace as trace_stage
+from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter
 
 SAVED_MODEL_DIRNAME = "saved_model"
 # Next to it: which job (key and spec hash) the completed save belongs to.
@@ -39,8 +39,8 @@ def proto_file_of(saved_dir: str) -> str:
 
 def count_chunks(cpb_path: str) -> int:
     """Number of chunks listed in a .cpb's ChunkMetadata (its last record)."""
-    from imageformat.proto import chunk_pb2
-    from imageformat.riegeli import RecordReader
+    from tf_bigexport.imageformat.proto import chunk_pb2
+    from tf_bigexport.imageformat.riegeli import RecordReader
     with RecordReader(cpb_path) as reader:
         metadata = chunk_pb2.ChunkMetadata.FromString(reader.read_last_record())
     return len(metadata.chunks)
@@ -87,7 +87,7 @@ def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden
                golden_npz: bytes) -> None:
     import tensorflow as tf
 
-    import imageformat
+    from tf_bigexport import imageformat
 
     temp_dir = os.path.join(task.work_dir, f".{SAVED_MODEL_DIRNAME}.tmp-{uuid.uuid4().hex[:12]}")
     options = tf.saved_model.SaveOptions(

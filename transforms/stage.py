@@ -8,8 +8,8 @@ from typing import Iterable
 
 import apache_beam as beam
 
-from transforms.elements import ExportState
-from transforms.stage_dofn import StageDoFn, apply_stage, counter
+from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter
 
 
 def stage(state: ExportState) -> ExportState:

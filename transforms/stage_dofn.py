@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import apache_beam as beam
 from apache_beam import pvalue
 
-from transforms.elements import ExportState, ExportTask, StageFailure
+from tf_bigexport.transforms.elements import ExportState, ExportTask, StageFailure
 
 FAILED = "failed"
 METRICS_NAMESPACE = "tf_bigexport"

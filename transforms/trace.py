@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Mapping
 import apache_beam as beam
 import numpy as np
 
-from transforms.elements import ExportState, ExportTask, SignatureTask
-from transforms.stage_dofn import StageDoFn, apply_stage
+from tf_bigexport.transforms.elements import ExportState, ExportTask, SignatureTask
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
 
 
 @dataclasses.dataclass

@@ -23,10 +23,10 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 
-from transforms import trace as trace_stage
-from transforms.elements import ExportState
-from transforms.fingerprint import fingerprint_mismatches
-from transforms.stage_dofn import StageDoFn, apply_stage, counter, describe, log
+from tf_bigexport.transforms import trace as trace_stage
+from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.fingerprint import fingerprint_mismatches
+from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter, describe, log
 
 RELOAD_TIMEOUT_SECONDS = 3600
 
@@ -37,7 +37,7 @@ class StagedObject:
     registry: str
     storage_options: dict
     staging_uri: str
-    entry: Any  # storage.FileEntry
+    entry: Any  # tf_bigexport.storage.FileEntry
 
 
 def _files_of(state: ExportState) -> Iterable[tuple[str, StagedObject]]:
@@ -50,7 +50,7 @@ class _CheckStagedObject(beam.DoFn):
     """One staged object vs the manifest; emits (job_key, [problem, ...])."""
 
     def process(self, keyed: tuple[str, StagedObject]):
-        import storage
+        from tf_bigexport import storage
         job_key, item = keyed
         path = item.entry.path
         try:
@@ -90,8 +90,7 @@ def reload_and_compare(state: ExportState) -> list[str]:
             f.write(state.golden_npz)
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), env.get("PYTHONPATH")]))
-        proc = subprocess.run([sys.executable, "-m", "transforms.reload_check", model_dir, inputs_path, golden_path],
+        proc = subprocess.run([sys.executable, "-m", "tf_bigexport.transforms.reload_check", model_dir, inputs_path, golden_path],
                               capture_output=True, text=True, env=env, timeout=RELOAD_TIMEOUT_SECONDS)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
@@ -100,11 +99,6 @@ def reload_and_compare(state: ExportState) -> list[str]:
     problems = list(result["problems"])
     problems += [f"fingerprint {p}" for p in fingerprint_mismatches(state.fingerprint, result["fingerprint"])]
     return problems
-
-
-def _project_root() -> str:
-    # transforms/ sits in the project root; the child must import the same code.
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _JudgeStaged(StageDoFn):

@@ -5,8 +5,8 @@
     with RecordReader(path) as r:
         r.read_record_at(pos); r.read_last_record(); list(r)
 """
-from imageformat.riegeli.errors import RiegeliError
-from imageformat.riegeli.reader import FILE_SIGNATURE, RecordReader
-from imageformat.riegeli.writer import RecordWriter
+from tf_bigexport.imageformat.riegeli.errors import RiegeliError
+from tf_bigexport.imageformat.riegeli.reader import FILE_SIGNATURE, RecordReader
+from tf_bigexport.imageformat.riegeli.writer import RecordWriter
 
 __all__ = ["FILE_SIGNATURE", "RecordReader", "RecordWriter", "RiegeliError"]

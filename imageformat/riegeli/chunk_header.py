@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from imageformat.highwayhash import hash64
+from tf_bigexport.imageformat.highwayhash import hash64
 
 SIGNATURE = ord("s")
 METADATA = ord("m")

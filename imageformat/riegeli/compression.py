@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import brotli
 import zstandard
 
-from imageformat._highwayhash import BytesFiller  # output buffer that becomes the record
-from imageformat.riegeli.errors import ChunkFormatError
-from imageformat.riegeli.varint import decode_varint, encode_varint
+from tf_bigexport.imageformat._highwayhash import BytesFiller  # output buffer that becomes the record
+from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError
+from tf_bigexport.imageformat.riegeli.varint import decode_varint, encode_varint
 
 NONE = 0
 BROTLI = ord("b")

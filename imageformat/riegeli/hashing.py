@@ -8,7 +8,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from imageformat.highwayhash import HighwayHash64
+from tf_bigexport.imageformat.highwayhash import HighwayHash64
 
 #: Chunks with at least this much data get a helper thread.
 OVERLAP_THRESHOLD = 8 << 20

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from imageformat.riegeli.layout import BLOCK_HEADER_SIZE, physical_runs
+from tf_bigexport.imageformat.riegeli.layout import BLOCK_HEADER_SIZE, physical_runs
 
 WINDOW = 1 << 20
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from imageformat.highwayhash import hash64_rows
+from tf_bigexport.imageformat.highwayhash import hash64_rows
 
 BLOCK_SIZE = 1 << 16
 BLOCK_HEADER_SIZE = 24

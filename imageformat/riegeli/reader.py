@@ -10,9 +10,9 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from imageformat._highwayhash import BytesFiller  # bytes filled in place by preadv
-from imageformat.riegeli import simple_chunk
-from imageformat.riegeli.chunk_header import (
+from tf_bigexport.imageformat._highwayhash import BytesFiller  # bytes filled in place by preadv
+from tf_bigexport.imageformat.riegeli import simple_chunk
+from tf_bigexport.imageformat.riegeli.chunk_header import (
     METADATA,
     PADDING,
     SIGNATURE,
@@ -23,12 +23,12 @@ from imageformat.riegeli.chunk_header import (
     decode_chunk_header,
     describe_chunk_type,
 )
-from imageformat.riegeli.compression import NONE
-from imageformat.riegeli.errors import ChunkFormatError, RiegeliError
-from imageformat.riegeli.fileio import ShortRead, open_source
-from imageformat.riegeli.hashing import InlineHasher, make_hasher
-from imageformat.riegeli.io_plan import plan_windows
-from imageformat.riegeli.layout import (
+from tf_bigexport.imageformat.riegeli.compression import NONE
+from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError, RiegeliError
+from tf_bigexport.imageformat.riegeli.fileio import ShortRead, open_source
+from tf_bigexport.imageformat.riegeli.hashing import InlineHasher, make_hasher
+from tf_bigexport.imageformat.riegeli.io_plan import plan_windows
+from tf_bigexport.imageformat.riegeli.layout import (
     BLOCK_HEADER_SIZE,
     BLOCK_SIZE,
     CHUNK_HEADER_SIZE,
@@ -38,7 +38,7 @@ from imageformat.riegeli.layout import (
     encode_block_header,
     is_possible_chunk_boundary,
 )
-from imageformat.riegeli.varint import MAX_VARINT64_BYTES
+from tf_bigexport.imageformat.riegeli.varint import MAX_VARINT64_BYTES
 
 #: The first 64 bytes of every Riegeli/records file.
 FILE_SIGNATURE = encode_block_header(0, 64) + SIGNATURE_HEADER.encode()

@@ -7,9 +7,9 @@ concatenated.  Both are compressed blocks (see compression.py).
 """
 from __future__ import annotations
 
-from imageformat.riegeli.compression import NONE, compress_block, compression_name, decompress_block
-from imageformat.riegeli.errors import ChunkFormatError
-from imageformat.riegeli.varint import MAX_VARINT64_BYTES, decode_varint, encode_varint
+from tf_bigexport.imageformat.riegeli.compression import NONE, compress_block, compression_name, decompress_block
+from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError
+from tf_bigexport.imageformat.riegeli.varint import MAX_VARINT64_BYTES, decode_varint, encode_varint
 
 
 def encode_prefix(compression: int, sizes_block: bytes) -> bytes:

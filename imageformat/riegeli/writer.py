@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
-from imageformat.riegeli import simple_chunk
-from imageformat.riegeli.chunk_header import SIGNATURE_HEADER, SIMPLE, ChunkHeader
-from imageformat.riegeli.compression import COMPRESSION_TYPES, DEFAULT_LEVELS
-from imageformat.riegeli.fileio import open_sink
-from imageformat.riegeli.hashing import InlineHasher, make_hasher
-from imageformat.riegeli.io_plan import fill_block_slots, plan_windows
-from imageformat.riegeli.layout import (
+from tf_bigexport.imageformat.riegeli import simple_chunk
+from tf_bigexport.imageformat.riegeli.chunk_header import SIGNATURE_HEADER, SIMPLE, ChunkHeader
+from tf_bigexport.imageformat.riegeli.compression import COMPRESSION_TYPES, DEFAULT_LEVELS
+from tf_bigexport.imageformat.riegeli.fileio import open_sink
+from tf_bigexport.imageformat.riegeli.hashing import InlineHasher, make_hasher
+from tf_bigexport.imageformat.riegeli.io_plan import fill_block_slots, plan_windows
+from tf_bigexport.imageformat.riegeli.layout import (
     BLOCK_HEADER_SIZE,
     BLOCK_SIZE,
     CHUNK_HEADER_SIZE,
@@ -20,7 +20,7 @@ from imageformat.riegeli.layout import (
     padding_runs,
     physical_runs,
 )
-from imageformat.riegeli.varint import encode_varint
+from tf_bigexport.imageformat.riegeli.varint import encode_varint
 
 _ZEROS = memoryview(bytes(BLOCK_SIZE))
 _HASH_WHILE_WRITING_MIN = 1 << 20

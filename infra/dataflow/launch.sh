@@ -69,7 +69,7 @@ if [ -n "$template" ]; then
   [ -n "$mlflow" ] && cmd+=(--parameters "mlflow_tracking_uri=$mlflow")
   [ -n "$image" ] && cmd+=(--parameters "sdk_container_image=$image")
 else
-  cmd=("$python" -m pipeline run --jobs "$jobs" --registry "$registry"
+  cmd=("$python" -m tf_bigexport run --jobs "$jobs" --registry "$registry"
        --runner DataflowRunner --project "$project" --region "$region"
        --temp_location "$temp" --staging_location "$staging" --run_id "$run_id"
        --machine_type "$machine_type" --disk_size_gb "$disk_size_gb")

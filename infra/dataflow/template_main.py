@@ -25,9 +25,9 @@ def fetch_jobs_file(uri: str, scratch: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from pipeline import cli
-    from pipeline.export import construct
-    from pipeline.jobs import JobsFileError, load_jobs_file
+    from tf_bigexport.pipeline import cli
+    from tf_bigexport.pipeline.export import construct
+    from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
 
     args, beam_args = cli.parse_args(["run", *argv])
     with tempfile.TemporaryDirectory(prefix="tf-bigexport-template-") as scratch:

@@ -21,10 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import atheris  # noqa: E402
 
 with atheris.instrument_imports(include=["imageformat"]):
-    import imageformat  # noqa: E402
-    from imageformat import chunked  # noqa: E402
-    from imageformat.chunk_errors import ChunkedFormatError  # noqa: E402
-    from imageformat.riegeli import RecordReader, RiegeliError  # noqa: E402
+    from tf_bigexport import imageformat  # noqa: E402
+    from tf_bigexport.imageformat import chunked  # noqa: E402
+    from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError  # noqa: E402
+    from tf_bigexport.imageformat.riegeli import RecordReader, RiegeliError  # noqa: E402
 
 _WORKDIR = tempfile.mkdtemp(prefix="fuzz-cpb-")
 _PATH = os.path.join(_WORKDIR, chunked.SAVED_MODEL_CPB)
