@@ -4,7 +4,7 @@ A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
 
     registry: gs://bucket/models      # optional default for every job
     jobs:                             # required, non-empty list
-      - name: resnet                  # model name; a path component: [A-Za-z0-9][A-Za-z0-9._-]*
+      - name: resnet                  # model name: 1-128 of [A-Za-z0-9._-], no '..'
         factory: my_pkg.models:build  # "package.module:function" -> tf.Module or Keras model
         factory_kwargs: {width: 64}   # optional keyword arguments for the factory
         checkpoint: /ckpt/model-100   # optional tf.train.Checkpoint prefix restored into the model
@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
+
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
 DEFAULT_MAX_SHARD_SIZE = 1 << 30
 # Protobuf refuses messages of 2 GiB and more; a chunk must stay below that.
@@ -57,7 +59,6 @@ DTYPES = frozenset({
 })
 _DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64"}
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIGNATURE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -212,8 +213,8 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     name = raw.get("name")
     if not _nonempty_str(name):
         problems.add(label, "name", "required: the model name (a non-empty string)")
-    elif not _MODEL_NAME.match(name):
-        problems.add(name, "name", "must match [A-Za-z0-9][A-Za-z0-9._-]* (it becomes a directory name)")
+    elif model_name_problem(name):
+        problems.add(name, "name", f"use {MODEL_NAME_RULE} (it becomes a directory name)")
     else:
         label = name
     for key in sorted(set(raw) - _JOB_FIELDS, key=str):
@@ -403,11 +404,12 @@ def _parse_size(raw: Mapping, field: str, default: int, label: str, problems: _P
 
 
 def _parse_version(value: Any, label: str, problems: _Problems) -> str:
-    if _is_int(value) and value >= 1:
-        return str(value)
-    if isinstance(value, str) and (value in ("next", "timestamp") or (value.isdigit() and int(value) >= 1)):
+    if value in ("next", "timestamp"):
         return value
-    problems.add(label, "version", f"must be 'next', 'timestamp' or an integer >= 1, got {value!r}")
+    number = parse_version(value)
+    if number is not None:
+        return str(number)
+    problems.add(label, "version", f"must be 'next', 'timestamp' or {VERSION_RULE}, got {value!r}")
     return "next"
 
 

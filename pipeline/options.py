@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 import uuid
@@ -12,10 +11,10 @@ import uuid
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   SetupOptions, StandardOptions, WorkerOptions)
 
+from tf_bigexport.storage.names import run_id_problem
+
 DIRECT_RUNNER = "DirectRunner"
 STORAGE_OPTIONS_ENV = "TF_BIGEXPORT_STORAGE_OPTIONS"
-# Part of every job key, which names staging prefixes and version claims.
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,63}$")
 DATAFLOW_RUNNER = "DataflowRunner"
 
 
@@ -68,8 +67,9 @@ def build_options(beam_args: list[str]) -> PipelineOptions:
     standard.runner = standard.runner or DIRECT_RUNNER
     export = options.view_as(ExportOptions)
     export.run_id = export.run_id or new_run_id()
-    if not _RUN_ID.match(export.run_id):
-        raise ValueError(f"--run_id {export.run_id!r}: use 1-64 of [A-Za-z0-9._=-], starting with a letter or digit")
+    problem = run_id_problem(export.run_id)  # part of every job key: staging prefixes, claims
+    if problem:
+        raise ValueError(f"--run_id: {problem}")
     if _is_dataflow(standard.runner):
         setup = options.view_as(SetupOptions)
         worker = options.view_as(WorkerOptions)

@@ -16,7 +16,7 @@ import google_crc32c
 
 from .errors import StorageError
 from .transfer import run_parallel
-from .uris import validate_relative_path
+from .names import validate_relative_path
 
 READ_CHUNK = 8 << 20
 # TensorFlow treats these as "export finished"; they are written last.

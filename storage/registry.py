@@ -26,7 +26,8 @@ from .record import ReleaseRecord, ReleaseStore, utc_now
 from .redact import Redactor
 from .staging import check_staging_path, stage, staging_path, verify_staged
 from .transfer import RetryPolicy
-from .uris import open_location, validate_job_key, validate_model_name, validate_version
+from .names import validate_job_key, validate_model_name, validate_version
+from .uris import open_location
 from .verify import check_entries
 from .versions import VersionClaims, VersionPolicy, numeric_names
 

@@ -15,7 +15,8 @@ from . import objects
 from .errors import InvalidNameError, Mismatch
 from .manifest import FileEntry, Manifest
 from .transfer import FileProgress, Progress, RetryPolicy, run_parallel, with_retries
-from .uris import Location, validate_job_key
+from .names import validate_job_key
+from .uris import Location
 from .verify import check_entries, native_crc32c, reread_mismatches
 
 log = logging.getLogger("storage")

@@ -1,12 +1,7 @@
-"""Registry URIs, the filesystem behind them, and the names allowed inside.
-
-Names become object keys, so they are validated before any I/O: no empty
-segments, no '.' or '..', no absolute paths, a small character set.
-"""
+"""Registry URIs and the filesystem behind them (names allowed inside: names.py)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,53 +9,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from .errors import InvalidNameError
-
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_JOB_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._+=@,~-]{1,255}$")
-MAX_VERSION = 2**63 - 1  # TensorFlow Serving versions are int64
-
-
-def validate_model_name(name: str) -> str:
-    if not isinstance(name, str) or not _MODEL_NAME.match(name) or ".." in name:
-        raise InvalidNameError(
-            f"model name {name!r} is invalid: use 1-128 of [A-Za-z0-9._-], "
-            "starting with a letter or digit, without '..'"
-        )
-    return name
-
-
-def validate_job_key(job_key: str) -> str:
-    if not isinstance(job_key, str) or not _JOB_KEY.match(job_key) or ".." in job_key:
-        raise InvalidNameError(
-            f"job key {job_key!r} is invalid: use 1-200 of [A-Za-z0-9._=-], "
-            "starting with a letter or digit, without '..'"
-        )
-    return job_key
-
-
-def validate_version(version: int) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version <= MAX_VERSION:
-        raise InvalidNameError(f"version {version!r} is invalid: must be an integer in 1..2**63-1")
-    return version
-
-
-def validate_relative_path(path: str, *, where: str = "") -> str:
-    """A posix path relative to a model directory: no absolute, empty, '.' or '..' parts."""
-    prefix = f"{where}: " if where else ""
-    if not isinstance(path, str) or not path:
-        raise InvalidNameError(f"{prefix}empty object path")
-    if path.startswith("/") or "\\" in path:
-        raise InvalidNameError(f"{prefix}object path {path!r} must be relative and use '/'")
-    for segment in path.split("/"):
-        if segment in ("", ".", ".."):
-            raise InvalidNameError(f"{prefix}object path {path!r} has an empty, '.' or '..' segment")
-        if not _PATH_SEGMENT.match(segment):
-            raise InvalidNameError(
-                f"{prefix}object path {path!r}: segment {segment!r} has characters "
-                "outside [A-Za-z0-9._+=@,~-]"
-            )
-    return path
+from .names import validate_relative_path
 
 
 def display_uri(uri: str) -> str:

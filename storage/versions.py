@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 
 from . import objects
 from .errors import StorageError, VersionConflictError
-from .uris import MAX_VERSION, Location, validate_version
+from .names import MAX_VERSION, validate_version
+from .uris import Location
 
 log = logging.getLogger("storage")
 CLAIMS_DIR = ".claims"

@@ -11,8 +11,9 @@ import pytest
 
 from tf_bigexport.storage import (InvalidNameError, Manifest, ReleaseRecord, StorageError, VersionPolicy,
                      build_manifest)
-from tf_bigexport.storage.uris import (open_location, validate_job_key, validate_model_name,
-                          validate_relative_path, validate_version)
+from tf_bigexport.storage.names import (validate_job_key, validate_model_name, validate_relative_path,
+                                        validate_version)
+from tf_bigexport.storage.uris import open_location
 
 
 @pytest.mark.parametrize("name", ["resnet", "bert-large_v2.1", "7"])
@@ -123,3 +124,24 @@ def test_storage_never_imports_tensorflow():
     code = "import sys, storage; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["a..b", "x" * 129, "model\n", "mödel", "-x", ""])
+def test_jobs_file_and_storage_refuse_the_same_model_names(name, tmp_path):
+    from tf_bigexport.pipeline.jobs import JobsFileError, parse_jobs
+    with pytest.raises(InvalidNameError):
+        validate_model_name(name)
+    job = {"name": name, "factory": "m:f", "signatures": {"serving_default": []}}
+    with pytest.raises(JobsFileError, match="field 'name'"):
+        parse_jobs({"registry": str(tmp_path), "jobs": [job]}, source="jobs.yaml", base_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("text", ["１２", "٣", "12\n", "+3", "0", str(2**63), "2**70"])
+def test_versions_are_ascii_digits_within_int64(text):
+    from tf_bigexport.storage.names import parse_version
+    assert parse_version(text) is None
+
+
+def test_versions_parse_from_ascii_text_and_ints():
+    from tf_bigexport.storage.names import parse_version
+    assert parse_version("12") == 12 and parse_version(7) == 7 and parse_version(True) is None
