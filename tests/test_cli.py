@@ -116,4 +116,4 @@ def test_bad_run_id_is_a_usage_error(tmp_path, capsys):
     jobs.write_text("jobs:\n  - name: m\n    factory: a.b:c\n    signatures: {s: [{name: x, dtype: float32, shape: []}]}\n")
     code = cli.main(["run", "--jobs", str(jobs), "--registry", str(tmp_path / "reg"), "--run_id", "../escape"])
     assert code == cli.EXIT_USAGE
-    assert "--run_id '../escape'" in capsys.readouterr().err
+    assert "--run_id: run id '../escape' is invalid" in capsys.readouterr().err

@@ -100,11 +100,11 @@ def test_template_parameters_are_the_run_options():
 def test_template_regexes_accept_what_the_cli_accepts():
     metadata = json.loads(read(os.path.join(DATAFLOW, "metadata.json")))
     regexes = {p["name"]: p.get("regexes", []) for p in metadata["parameters"]}
-    from tf_bigexport.pipeline.options import _RUN_ID
+    from tf_bigexport.storage.names import run_id_problem
     for run_id in ("20261122T031500Z-ab12cd", "nightly.7", "a"):
-        assert _RUN_ID.match(run_id) and all(re.match(r, run_id) for r in regexes["run_id"])
+        assert run_id_problem(run_id) is None and all(re.match(r, run_id) for r in regexes["run_id"])
     for bad in ("-x", "a/b", "x" * 65):
-        assert not _RUN_ID.match(bad) and not all(re.match(r, bad) for r in regexes["run_id"])
+        assert run_id_problem(bad) and not all(re.match(r, bad) for r in regexes["run_id"])
     assert all(re.match(r, "gs://b/models") for r in regexes["registry"])
 
 
