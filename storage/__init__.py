@@ -8,11 +8,12 @@ from .errors import (InvalidNameError, Mismatch, StorageError, VerificationError
 from .manifest import FileEntry, Manifest, build_manifest
 from .record import ReleaseRecord
 from .registry import PUBLISH_STEPS, Registry
+from .release_state import VersionState
 from .transfer import RetryPolicy, is_transient
 from .versions import VersionPolicy
 
 __all__ = [
     "FileEntry", "InvalidNameError", "Manifest", "Mismatch", "PUBLISH_STEPS", "Registry",
     "ReleaseRecord", "RetryPolicy", "StorageError", "VerificationError",
-    "VersionConflictError", "VersionPolicy", "build_manifest", "is_transient",
+    "VersionConflictError", "VersionPolicy", "VersionState", "build_manifest", "is_transient",
 ]

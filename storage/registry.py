@@ -24,6 +24,7 @@ from .errors import Mismatch, StorageError, VerificationError, VersionConflictEr
 from .manifest import Manifest, build_manifest
 from .record import ReleaseRecord, ReleaseStore, utc_now
 from .redact import Redactor
+from .release_state import CLAIMED, DAMAGED, FREE, ORPHANED, PUBLISHED, UNRECORDED, VersionState
 from .staging import check_staging_path, stage, staging_path, verify_staged
 from .transfer import RetryPolicy
 from .names import validate_job_key, validate_model_name, validate_version
@@ -169,6 +170,55 @@ class Registry:
         log.info("published %s (%d files, %d bytes)", record.uri, len(record.files),
                  record.total_bytes)
         return record
+
+    @_guarded
+    def release_state(self, model_name: str, version: int) -> VersionState:
+        """What `version` of `model_name` is: free, claimed, unrecorded, published, orphaned or damaged."""
+        validate_model_name(model_name)
+        validate_version(version)
+        where = self.version_uri(model_name, version)
+        files = objects.find_files(self._loc.fs, self._loc.join(model_name, str(version)))
+        try:
+            record = self._releases.read(model_name, version)
+            owner = self._claims.owner(model_name, version)
+        except (StorageError, ValueError, AttributeError) as exc:
+            return VersionState(model_name, version, DAMAGED, detail=f"{where}: {self._redact.text(exc)}")
+        if record is not None:
+            if not is_complete(files):
+                return VersionState(model_name, version, DAMAGED, record.job_key,
+                                    f"{where}: release record present but no saved_model.pb|cpb", record)
+            return VersionState(model_name, version, PUBLISHED, record.job_key, f"published by job {record.job_key}",
+                                record)
+        holder = f"job {owner}" if owner else "no job"
+        if is_complete(files):
+            return VersionState(model_name, version, UNRECORDED, owner,
+                                f"{where}: program file present but no release record (claimed by {holder})")
+        if owner is not None:
+            return VersionState(model_name, version, CLAIMED, owner,
+                                f"claimed by job {owner}, not committed ({len(files)} files copied)")
+        if files:
+            return VersionState(model_name, version, ORPHANED, None,
+                                f"{where}: {len(files)} files, no claim and no saved_model.pb|cpb")
+        return VersionState(model_name, version, FREE)
+
+    def check_version_free(self, model_name: str, version: int, job_key: str | None = None) -> VersionState:
+        """Raise VersionConflictError unless `version` is free or already held by `job_key`.
+
+        A cheap check before any work (tracing, saving, uploading): the create-only claim at
+        commit time still decides a race.
+        """
+        state = self.release_state(model_name, version)
+        if state.state != FREE and not (job_key and state.held_by(job_key)):
+            raise VersionConflictError(model_name, version, f"it is {state.state}: {state.detail}")
+        return state
+
+    @_guarded
+    def state_of_job(self, model_name: str, job_key: str) -> VersionState | None:
+        """The state of the version `job_key` claimed for `model_name`, or None if it claimed none."""
+        validate_model_name(model_name)
+        validate_job_key(job_key)
+        version = self._claims.find_claim_of(model_name, job_key)
+        return None if version is None else self.release_state(model_name, version)
 
     @_guarded
     def verify_version(self, model_name: str, version: int) -> list[Mismatch]:
