@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tf_bigexport.pipeline.call_inputs import InputError, collect_inputs
+from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.locations import local_model_dir
 
 
@@ -55,12 +56,11 @@ def write_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool) 
 
 
 def call_command(args) -> int:
-    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
     try:
         feeds = collect_inputs(args.inputs, args.input_exprs, args.input_examples)
     except InputError as e:
         print(f"call: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     tags = args.tag_set.split(",") if args.tag_set else None
     try:
         with local_model_dir(args.path) as model_dir:
@@ -70,12 +70,12 @@ def call_command(args) -> int:
                 print(f"wrote {path}")
     except InputError as e:
         print(f"call: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except (OSError, ValueError) as e:
         print(f"call: {args.path}: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     for name, value in outputs.items():
         print(f"Result for output key {name}:")
         print(f"  dtype: {value.dtype}  shape: {list(value.shape)}")
         print(textwrap.indent(np.array2string(value, threshold=50, edgeitems=3), "  "))
-    return EXIT_OK
+    return ExitCode.OK

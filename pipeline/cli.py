@@ -6,13 +6,25 @@ module is imported only when that command runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # some job failed / verification found mismatches
-EXIT_USAGE = 2  # bad arguments or a bad jobs file
-EXIT_NOT_REGISTERED = 3  # everything published, but some model registry failed: retry with `register`
+from tf_bigexport.pipeline.exit_codes import ExitCode
+
+# Kept for callers of the CLI module; commands use ExitCode.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_REGISTERED = (
+    ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.NOT_REGISTERED)
+
+# Command -> "module:function" that runs it, imported only when that command runs.
+HANDLERS = {
+    "run": "tf_bigexport.pipeline.export:run_command",
+    "demo": "tf_bigexport.pipeline.demo:demo_command",
+    "inspect": "tf_bigexport.pipeline.inspect_model:inspect_command",
+    "call": "tf_bigexport.pipeline.call_model:call_command",
+    "verify": "tf_bigexport.pipeline.verify_release:verify_command",
+    "register": "tf_bigexport.pipeline.register_release:register_command",
+}
 
 DEFAULT_DEMO_REGISTRY = "./registry"
 
@@ -84,39 +96,26 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_args = extra
     return args, extra
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    args, _ = parse_args(sys.argv[1:] if argv is None else argv)
     from tf_bigexport.pipeline import logs
     logs.configure(args.verbose)
     logs.import_tensorflow(args.verbose)  # once, quietly, before any command touches it
     try:
-        return _dispatch(args, beam_args)
+        return _dispatch(args)
     except BrokenPipeError:  # e.g. `tf-bigexport inspect ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
-def _dispatch(args: argparse.Namespace, beam_args: list[str]) -> int:
-    if args.command == "run":
-        from tf_bigexport.pipeline.export import run_command
-        return run_command(args, beam_args)
-    if args.command == "demo":
-        from tf_bigexport.pipeline.demo import demo_command
-        return demo_command(args)
-    if args.command == "inspect":
-        from tf_bigexport.pipeline.inspect_model import inspect_command
-        return inspect_command(args)
-    if args.command == "call":
-        from tf_bigexport.pipeline.call_model import call_command
-        return call_command(args)
-    if args.command == "register":
-        from tf_bigexport.pipeline.register_release import register_command
-        return register_command(args)
-    from tf_bigexport.pipeline.verify_release import verify_command
-    return verify_command(args)
+def _dispatch(args: argparse.Namespace) -> int:
+    module_name, _, function_name = HANDLERS[args.command].partition(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    return handler(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from tf_bigexport.pipeline.demo_models import demo_jobs
+from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.export import run_export
 from tf_bigexport.pipeline.jobs import parse_jobs
 from tf_bigexport.pipeline.summary import format_summary, plural, proto_description
@@ -60,7 +61,6 @@ def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
 
 
 def demo_command(args) -> int:
-    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     registry = os.path.abspath(args.registry)
     os.makedirs(registry, exist_ok=True)
     jobs = parse_jobs(demo_jobs(registry, large=args.large), source="demo jobs")
@@ -68,4 +68,4 @@ def demo_command(args) -> int:
     print(format_summary(outcomes))
     print()
     print(next_steps(outcomes, registry))
-    return EXIT_OK if all(o["status"] == "published" for o in outcomes) else EXIT_FAILED
+    return ExitCode.OK if all(o["status"] == "published" for o in outcomes) else ExitCode.FAILED

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 
+from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.graph import build_graph
 from tf_bigexport.pipeline.jobs import JobSpec
 from tf_bigexport.pipeline.logs import progress
@@ -68,11 +69,10 @@ def run_export(jobs: Sequence[JobSpec], beam_args: list[str],
     return outcomes
 
 
-def run_command(args, beam_args: list[str]) -> int:
+def run_command(args) -> int:
     """`run --jobs FILE [--registry URI] [beam options]`: exit 1 if any job failed, 2 on a bad jobs file."""
     import sys
 
-    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
     from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
     from tf_bigexport.pipeline.summary import format_summary
 
@@ -80,15 +80,14 @@ def run_command(args, beam_args: list[str]) -> int:
         jobs = load_jobs_file(args.jobs, default_registry=args.registry)
     except JobsFileError as e:
         print(e, file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
-        outcomes = run_export(jobs, beam_args)
+        outcomes = run_export(jobs, args.beam_args)
     except ValueError as e:  # bad pipeline options, named by Beam or by us
         print(f"run: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     print(format_summary(outcomes))
     if not all(o["status"] == "published" for o in outcomes):
-        return EXIT_FAILED
-    from tf_bigexport.pipeline.cli import EXIT_NOT_REGISTERED
+        return ExitCode.FAILED
     from tf_bigexport.pipeline.summary import registration_failures
-    return EXIT_NOT_REGISTERED if registration_failures(outcomes) else EXIT_OK
+    return ExitCode.NOT_REGISTERED if registration_failures(outcomes) else ExitCode.OK

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.locations import PROTO_FILES, list_files, open_file
 
 FINGERPRINT_FILE = "fingerprint.pb"
@@ -162,11 +163,10 @@ def format_description(desc: dict[str, Any]) -> str:
 
 
 def inspect_command(args) -> int:
-    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     try:
         desc = describe_model(args.path)
     except (OSError, ValueError) as e:
         print(f"inspect: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(json.dumps(desc, indent=2) if args.json else format_description(desc))
-    return EXIT_OK
+    return ExitCode.OK

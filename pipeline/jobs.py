@@ -1,4 +1,4 @@
-"""Export job specs: the jobs file schema, its validation, and sample inputs.
+"""Export job specs: the jobs file schema and its validation (sample arrays: sample_inputs.py).
 
 A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
 
@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tf_bigexport.pipeline.sample_inputs import SampleProblems, load_samples
 from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
 
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
@@ -415,96 +416,20 @@ def _parse_version(value: Any, label: str, problems: _Problems) -> str:
 
 # ---- sample inputs as arrays -------------------------------------------------
 
-def numpy_dtype(dtype: str) -> np.dtype:
-    """The numpy dtype used to hold values for a declared TensorFlow dtype."""
-    if dtype == "string":
-        return np.dtype(object)
-    if dtype == "bfloat16":
-        return np.dtype(np.float32)  # converted by TensorFlow when fed
-    return np.dtype(dtype)
-
-
 def resolve_sample_inputs(job: JobSpec, key: str) -> dict[str, np.ndarray]:
     """The sample inputs of one signature as arrays checked against its specs.
 
     Raises JobsFileError naming the job and field on files that cannot be read
     or values whose dtype/shape do not fit the declared TensorSpec.
     """
-    decl = job.sample_inputs[key]
-    signature = job.signature(key)
     field = f"sample_inputs.{key}"
-    problems = _Problems(job.source)
-    arrays: dict[str, np.ndarray] = {}
-    if decl.generate is not None:
-        rng = np.random.default_rng(decl.generate.seed)
-        for spec in signature.inputs:
-            arrays[spec.name] = _generate(rng, spec, decl.generate.batch)
-    elif decl.npz_path is not None:
-        try:
-            with np.load(decl.npz_path, allow_pickle=False) as npz:
-                for spec in signature.inputs:
-                    if spec.name not in npz.files:
-                        problems.add(job.name, field, f"{decl.npz_path} has no array {spec.name!r} "
-                                                      f"(has {sorted(npz.files)})")
-                    else:
-                        arrays[spec.name] = npz[spec.name]
-        except (OSError, ValueError) as e:
-            problems.add(job.name, field, f"cannot read {decl.npz_path}: {e}")
-    else:
-        for spec in signature.inputs:
-            value = decl.per_input[spec.name]
-            if isinstance(value, str):
-                try:
-                    arrays[spec.name] = np.load(value, allow_pickle=False)
-                except (OSError, ValueError) as e:
-                    problems.add(job.name, f"{field}.{spec.name}", f"cannot read {value}: {e}")
-            else:
-                try:
-                    arrays[spec.name] = np.asarray(value, dtype=numpy_dtype(spec.dtype))
-                except (TypeError, ValueError) as e:
-                    problems.add(job.name, f"{field}.{spec.name}", f"not a {spec.dtype} array: {e}")
-    for spec in signature.inputs:
-        if spec.name in arrays:
-            arrays[spec.name] = _check_fits(arrays[spec.name], spec, job, f"{field}.{spec.name}", problems)
-    if problems.lines:
-        raise JobsFileError(problems.lines)
-    return arrays
-
-
-def _generate(rng: np.random.Generator, spec: TensorSpecDecl, batch: int) -> np.ndarray:
-    # Unknown leading dimension -> the batch size; other unknown dimensions -> 4.
-    shape = tuple(batch if (d is None and i == 0) else (4 if d is None else d) for i, d in enumerate(spec.shape))
-    if spec.dtype == "string":
-        words = rng.integers(0, 16, size=shape)
-        return np.vectorize(lambda w: f"token{w}".encode(), otypes=[object])(words) if words.size else \
-            np.empty(shape, dtype=object)
-    if spec.dtype == "bool":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    if spec.dtype.startswith(("int", "uint")):
-        return rng.integers(0, 10, size=shape).astype(spec.dtype)
-    if spec.dtype.startswith("complex"):
-        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(spec.dtype)
-    return rng.standard_normal(shape).astype(numpy_dtype(spec.dtype))
-
-
-def _check_fits(array: np.ndarray, spec: TensorSpecDecl, job: JobSpec, field: str,
-                problems: _Problems) -> np.ndarray:
-    if len(array.shape) != len(spec.shape) or any(
-            d is not None and d != a for d, a in zip(spec.shape, array.shape)):
-        problems.add(job.name, field, f"shape {list(array.shape)} does not fit declared "
-                                      f"{[d for d in spec.shape]}")
-        return array
-    if spec.dtype == "string":
-        if array.dtype.kind not in "OSU":
-            problems.add(job.name, field, f"expected strings, got {array.dtype}")
-            return array
-        return np.vectorize(lambda s: s if isinstance(s, bytes) else str(s).encode(), otypes=[object])(array) \
-            if array.size else array.astype(object)
-    target = numpy_dtype(spec.dtype)
-    if array.dtype.kind in "OSU":
-        problems.add(job.name, field, f"expected {spec.dtype}, got {array.dtype}")
-        return array
-    return array.astype(target, copy=False)
+    try:
+        return load_samples(job.sample_inputs[key], job.signature(key).inputs)
+    except SampleProblems as e:
+        problems = _Problems(job.source)
+        for below, reason in e.problems:
+            problems.add(job.name, f"{field}.{below}" if below else field, reason)
+        raise JobsFileError(problems.lines) from None
 
 
 # ---- helpers ------------------------------------------------------------------

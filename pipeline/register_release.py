@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.locations import split_version_uri
 from tf_bigexport.pipeline.options import storage_options_from
 
@@ -22,14 +23,13 @@ def register_release(uri: str, registration: dict) -> list:
 
 
 def register_command(args) -> int:
-    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     registration = {k: v for k, v in (("mlflow_tracking_uri", args.mlflow_tracking_uri),
                                       ("mlflow_registry_uri", args.mlflow_registry_uri)) if v}
     try:
         results = register_release(args.uri, registration)
     except Exception as e:  # storage errors name the URI and what is wrong
         print(f"register: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     for result in results:
         print(f"{args.uri}: {result.describe()}", file=sys.stdout if result.ok else sys.stderr)
-    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+    return ExitCode.OK if all(r.ok for r in results) else ExitCode.FAILED

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import TextIO
 
+from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
 from tf_bigexport.pipeline.logs import LOGGER_NAME
 from tf_bigexport.pipeline.options import storage_options_from
@@ -84,17 +85,16 @@ def verify_release(uri: str) -> tuple[list[str], list[str]]:
 
 
 def verify_command(args) -> int:
-    from tf_bigexport.pipeline.cli import EXIT_FAILED, EXIT_OK
     try:
         report, problems = verify_release(args.uri)
     except Exception as e:  # storage/format errors already name what is wrong
         print(f"verify: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print("\n".join(report))
     if problems:
         print(f"\nverify: {args.uri}: {len(problems)} problem(s):", file=sys.stderr)
         for p in problems:
             print(f"  {p}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print("verified: all files match the release record")
-    return EXIT_OK
+    return ExitCode.OK

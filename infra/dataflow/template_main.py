@@ -26,6 +26,7 @@ def fetch_jobs_file(uri: str, scratch: str) -> str:
 
 def main(argv: list[str]) -> int:
     from tf_bigexport.pipeline import cli
+    from tf_bigexport.pipeline.exit_codes import ExitCode
     from tf_bigexport.pipeline.export import construct
     from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
 
@@ -35,11 +36,11 @@ def main(argv: list[str]) -> int:
             jobs = load_jobs_file(fetch_jobs_file(args.jobs, scratch), default_registry=args.registry)
         except JobsFileError as e:
             print(e, file=sys.stderr)
-            return cli.EXIT_USAGE
+            return ExitCode.USAGE
     pipeline, export = construct(jobs, beam_args)
     pipeline.run()  # submitted; the launcher must not wait for the job to finish
     print(f"submitted run {export.run_id}; outcomes: {export.outcomes_dir}")
-    return cli.EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,11 @@
+"""Exit statuses of the tf-bigexport command (one module so commands need not import the CLI)."""
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # some job failed / verification found mismatches
+    USAGE = 2  # bad arguments, a bad jobs file, or a preflight problem: nothing was done
+    NOT_REGISTERED = 3  # everything published, but some model registry failed: retry with `register`
