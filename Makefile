@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: env demo test test-slow bench protos clean
+.PHONY: env demo test test-slow bench protos clean cc
 
 env: $(STAMP)
 
@@ -28,6 +28,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The C++ loader for saved_model.pb/.cpb and its runner (cc/), built with g++ against
+# the TensorFlow wheel in .venv; outputs under build/cc/ (see cc/Makefile).
+cc: $(STAMP)
+	@$(MAKE) --no-print-directory -f cc/Makefile PYTHON=$(PY)
 
 # Regenerates the checked-in protobuf modules from imageformat/proto/*.proto.
 # protoc names modules after paths, so it runs over a tf_bigexport/ view of the tree.

@@ -31,6 +31,14 @@ def s3_emulator():
         yield emu
 
 
+@pytest.fixture(scope="session")
+def cc_build():
+    """The C++ loader and runner (cc/), built once per session against this TensorFlow."""
+    import cc_testkit
+
+    return cc_testkit.build()
+
+
 @dataclass
 class RegistryTarget:
     """Where a test's registry lives: URI + fsspec storage options."""
