@@ -16,13 +16,12 @@ from tf_bigexport.imageformat import merger, splitter
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
 from tf_bigexport.imageformat.proto import chunk_pb2
 from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
+from tf_bigexport.local_files import replacing
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB, SAVED_MODEL_PBTXT
 
 if TYPE_CHECKING:
     from tensorflow.core.protobuf import saved_model_pb2
 
-SAVED_MODEL_PB = "saved_model.pb"
-SAVED_MODEL_PBTXT = "saved_model.pbtxt"
-SAVED_MODEL_CPB = "saved_model.cpb"
 DEFAULT_MAX_CHUNK_SIZE = splitter.DEFAULT_MAX_CHUNK_SIZE
 
 # progress(bytes just written, expected total bytes of the file). The total is
@@ -221,14 +220,5 @@ def _where(error: RiegeliError) -> str:
 
 def _write_atomically(path: str, write) -> None:
     """Writes through ``write(file)`` into a temporary file renamed over ``path``."""
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            write(f)
-        os.replace(temporary, path)
-    except BaseException as error:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        if isinstance(error, OSError):  # e.g. disk full: os.writev errors carry no file name
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
-        raise
+    with replacing(path) as temporary, open(temporary, "wb") as f:
+        write(f)

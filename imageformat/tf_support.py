@@ -36,6 +36,8 @@ from tensorflow.python.saved_model import save_options
 from tensorflow.python.saved_model.pywrap_saved_model import constants
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
 
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB
+
 SUPPORTED_VERSIONS = "2.21.x"
 _SUPPORTED_PREFIX = "2.21."
 
@@ -138,8 +140,8 @@ def _check_loader() -> str | None:
 
 def _check_constants_and_fingerprinting() -> str | None:
     return _require(
-        getattr(constants, "SAVED_MODEL_FILENAME_CPB", None) == "saved_model.cpb"
-        and getattr(constants, "SAVED_MODEL_FILENAME_PB", None) == "saved_model.pb"
+        getattr(constants, "SAVED_MODEL_FILENAME_CPB", None) == SAVED_MODEL_CPB
+        and getattr(constants, "SAVED_MODEL_FILENAME_PB", None) == SAVED_MODEL_PB
         and getattr(constants, "SAVED_MODEL_FILENAME_PREFIX", None) == "saved_model"
         and callable(getattr(fingerprinting_pywrap, "CreateFingerprintDef", None))
         and callable(getattr(fingerprinting_utils, "write_fingerprint", None)),

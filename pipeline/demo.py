@@ -11,6 +11,7 @@ from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.export import run_export
 from tf_bigexport.pipeline.jobs import parse_jobs
 from tf_bigexport.pipeline.summary import format_summary, plural, proto_description
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB
 
 # Inputs that fit each demo model's serving signature, for the printed `call` commands.
 _CALL_EXAMPLES = {
@@ -44,7 +45,7 @@ def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
     lines = [f"Published to {registry}:"]
     for o in published:
         lines.append(f"  {o['model_name']}/{o['version']}  ({proto_description(o)}, {plural(o['files'], 'file')})")
-    split = next((o for o in published if o["proto_file"] == "saved_model.cpb"), published[0])
+    split = next((o for o in published if o["proto_file"] == SAVED_MODEL_CPB), published[0])
     split_uri = os.path.join(registry, split["model_name"], str(split["version"]))
     lines += ["", "Try next:", f"  {cli} inspect {shlex.quote(split_uri)}"]
     for o in published:

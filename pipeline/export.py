@@ -13,6 +13,7 @@ from tf_bigexport.pipeline.jobs import JobSpec
 from tf_bigexport.pipeline.logs import progress
 from tf_bigexport.pipeline.options import ExportOptions, build_options, registration_of, storage_options_from
 from tf_bigexport.pipeline.summary import read_outcomes
+from tf_bigexport.storage.uris import is_uri
 
 
 def construct(jobs: Sequence[JobSpec], beam_args: list[str]) -> tuple[beam.Pipeline, ExportOptions]:
@@ -59,7 +60,7 @@ def run_export(jobs: Sequence[JobSpec], beam_args: list[str],
     progress("export finished", seconds=f"{time.monotonic() - start:.1f}",
              published=sum(o["status"] == "published" for o in outcomes),
              failed=sum(o["status"] != "published" for o in outcomes))
-    if not any(arg.startswith("--work_dir") for arg in beam_args) and "://" not in export.work_dir:
+    if not any(arg.startswith("--work_dir") for arg in beam_args) and not is_uri(export.work_dir):
         # Scratch we created ourselves: published models no longer need it, failed ones are reported.
         shutil.rmtree(export.work_dir, ignore_errors=True)
     # A job with no outcome at all would be a bug in the graph; report it rather than pass silently.

@@ -149,18 +149,11 @@ class _WriteOutcome(beam.DoFn):
 
 
 def write_outcome(outcomes_dir: str, outcome: dict[str, Any]) -> None:
-    data = json.dumps(outcome, indent=2, sort_keys=True, default=str)
-    name = f"{outcome['model_name']}.json"
-    if "://" in outcomes_dir:
-        import fsspec
-        fs, root = fsspec.core.url_to_fs(outcomes_dir)
-        fs.pipe_file(f"{root.rstrip('/')}/{name}", data.encode())  # one object write: atomic
-        return
-    os.makedirs(outcomes_dir, exist_ok=True)
-    temp = os.path.join(outcomes_dir, f".{name}.tmp")
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(data)
-    os.replace(temp, os.path.join(outcomes_dir, name))
+    """One JSON object per job, written whole (an object write, or a local temp file renamed)."""
+    from tf_bigexport import storage
+    store = storage.open_store(outcomes_dir)
+    data = json.dumps(outcome, indent=2, sort_keys=True, default=str).encode("utf-8")
+    store.write_bytes(store.join(f"{outcome['model_name']}.json"), data)
 
 
 class WriteOutcomes(beam.PTransform):

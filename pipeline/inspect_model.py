@@ -8,16 +8,16 @@ import sys
 from typing import Any
 
 from tf_bigexport.pipeline.exit_codes import ExitCode
-from tf_bigexport.pipeline.locations import PROTO_FILES, list_files, open_file
-
-FINGERPRINT_FILE = "fingerprint.pb"
+from tf_bigexport.pipeline.locations import list_files, open_file
+from tf_bigexport.savedmodel_files import FINGERPRINT_PB as FINGERPRINT_FILE
+from tf_bigexport.savedmodel_files import PROGRAM_FILES
 
 
 def describe_model(location: str) -> dict[str, Any]:
     """Everything `inspect` prints, as a JSON-able dict."""
     files = list_files(location)
     names = {path for path, _ in files}
-    proto_file = next((p for p in PROTO_FILES if p in names), None)
+    proto_file = next((p for p in PROGRAM_FILES if p in names), None)
     if proto_file is None:
         raise FileNotFoundError(f"{location}: neither saved_model.cpb nor saved_model.pb is there")
     saved_model = _read_saved_model(location, proto_file)

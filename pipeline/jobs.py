@@ -45,6 +45,7 @@ import numpy as np
 import yaml
 
 from tf_bigexport.pipeline.sample_inputs import SampleProblems, load_samples
+from tf_bigexport.storage import is_uri, uri_problem
 from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
 
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
@@ -253,9 +254,9 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     elif not _nonempty_str(registry):
         problems.add(label, "registry", "must be a non-empty string (a URI or directory)")
     else:
-        unsupported = _unsupported_scheme(registry)
-        if unsupported:
-            problems.add(label, "registry", unsupported)
+        unusable = uri_problem(registry)  # the storage layer's own rule, checked before any job runs
+        if unusable:
+            problems.add(label, "registry", unusable)
 
     tags = raw.get("tags", {}) or {}
     if not isinstance(tags, Mapping):
@@ -435,25 +436,9 @@ def resolve_sample_inputs(job: JobSpec, key: str) -> dict[str, np.ndarray]:
 # ---- helpers ------------------------------------------------------------------
 
 def _resolve(path: str, base_dir: str) -> str:
-    if "://" in path:
+    if is_uri(path):
         return path
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
-
-
-def _unsupported_scheme(uri: str) -> str | None:
-    """Why fsspec cannot open ``uri``'s scheme, or None (checked before any job runs)."""
-    if "://" not in uri:
-        return None
-    # light: the backends themselves are imported on first use
-    from fsspec.registry import known_implementations, registry
-
-    scheme = uri.split("://", 1)[0].lower()
-    known = set(known_implementations) | set(registry)
-    if scheme in known:
-        return None
-    shown = uri.split("://", 1)[0]
-    return (f"unsupported URI scheme {shown!r}{_suggest(scheme, known)}: use a local directory "
-            "or gs://, s3://, file:// (any fsspec protocol)")
 
 
 def _nonempty_str(value: Any) -> bool:

@@ -2,35 +2,21 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
+
+from tf_bigexport.byte_sizes import human_bytes
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB
 
 
 def read_outcomes(outcomes_dir: str) -> list[dict[str, Any]]:
-    if "://" in outcomes_dir:
-        import fsspec
-        fs, root = fsspec.core.url_to_fs(outcomes_dir)
-        paths = sorted(p for p in fs.ls(root, detail=False) if p.endswith(".json"))
-        return [json.loads(fs.cat_file(p)) for p in paths]
-    if not os.path.isdir(outcomes_dir):
-        return []
-    outcomes = []
-    for name in sorted(os.listdir(outcomes_dir)):
-        if name.endswith(".json") and not name.startswith("."):
-            with open(os.path.join(outcomes_dir, name), encoding="utf-8") as f:
-                outcomes.append(json.load(f))
-    return outcomes
+    from tf_bigexport import storage
+    store = storage.open_store(outcomes_dir)
+    names = [n for n in store.list_names(store.root) if n.endswith(".json") and not n.startswith(".")]
+    return [json.loads(data) for _, data in sorted(store.read_many([store.join(n) for n in names]).items())]
 
 
 def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    return "-" if size is None else human_bytes(size)
 
 
 def plural(count: int | None, noun: str) -> str:
@@ -40,7 +26,7 @@ def plural(count: int | None, noun: str) -> str:
 def proto_description(outcome: dict[str, Any]) -> str:
     """'saved_model.pb', or 'saved_model.cpb, 19 chunks' for a split proto."""
     proto = outcome.get("proto_file")
-    if proto == "saved_model.cpb":
+    if proto == SAVED_MODEL_CPB:
         return f"{proto}, {plural(outcome.get('chunks'), 'chunk')}"
     return str(proto)
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tf_bigexport.registries.adapter import ModelRegistryAdapter
 from tf_bigexport.registries.json_index import JsonIndexAdapter
+from tf_bigexport.storage.uris import is_uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class RegistrationConfig:
 
 
 def _strip_userinfo(uri: str | None) -> str | None:
-    if not uri or "://" not in uri:
+    if not uri or not is_uri(uri):
         return uri
     parts = urlsplit(uri)
     if "@" not in parts.netloc:

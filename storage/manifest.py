@@ -14,13 +14,13 @@ from typing import BinaryIO, Iterable
 
 import google_crc32c
 
+from tf_bigexport.savedmodel_files import PROGRAM_FILES
+
 from .errors import StorageError
-from .transfer import run_parallel
 from .names import validate_relative_path
+from .transfer import run_parallel
 
 READ_CHUNK = 8 << 20
-# TensorFlow treats these as "export finished"; they are written last.
-MARKER_FILES = ("saved_model.pb", "saved_model.cpb")
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,11 @@ class Manifest:
         return sum(f.size for f in self.files)
 
     def markers(self) -> list[FileEntry]:
-        return [f for f in self.files if f.path in MARKER_FILES]
+        return [f for f in self.files if f.path in PROGRAM_FILES]
 
     def payload(self) -> list[FileEntry]:
         """Everything except the marker files, biggest first (better parallel packing)."""
-        return sorted((f for f in self.files if f.path not in MARKER_FILES),
+        return sorted((f for f in self.files if f.path not in PROGRAM_FILES),
                       key=lambda f: (-f.size, f.path))
 
     def to_list(self) -> list[dict]:

@@ -72,17 +72,25 @@ def validate_version(version: int) -> int:
     return version
 
 
-def validate_relative_path(path: str, *, where: str = "") -> str:
-    """A posix path relative to a model directory: no absolute, empty, '.' or '..' parts."""
+def safe_relative_path(path: str, *, where: str = "") -> str:
+    """A posix path that stays inside the directory it is relative to: no absolute,
+    empty, '.' or '..' parts, no backslashes. Object stores allow keys like
+    "m/1/../../x"; downloaded naively they would land outside their directory."""
     prefix = f"{where}: " if where else ""
     if not isinstance(path, str) or not path:
         raise InvalidNameError(f"{prefix}empty object path")
     if path.startswith("/") or "\\" in path:
         raise InvalidNameError(f"{prefix}object path {path!r} must be relative and use '/'")
-    for segment in path.split("/"):
-        if segment in ("", ".", ".."):
-            raise InvalidNameError(f"{prefix}object path {path!r} has an empty, '.' or '..' segment")
+    if any(segment in ("", ".", "..") for segment in path.split("/")):
+        raise InvalidNameError(f"{prefix}object path {path!r} has an empty, '.' or '..' segment")
+    return path
+
+
+def validate_relative_path(path: str, *, where: str = "") -> str:
+    """A safe relative path (above) whose segments use only [A-Za-z0-9._+=@,~-]: what we publish."""
+    for segment in safe_relative_path(path, where=where).split("/"):
         if not _PATH_SEGMENT.fullmatch(segment):
+            prefix = f"{where}: " if where else ""
             raise InvalidNameError(
                 f"{prefix}object path {path!r}: segment {segment!r} has characters "
                 "outside [A-Za-z0-9._+=@,~-]"

@@ -1,149 +1,316 @@
-"""Small object-store primitives over fsspec that never trust listing caches.
+"""The storage facade: every read, write, list and delete of the project goes through a Store.
 
-gcsfs and s3fs cache directory listings; other publishers change the bucket
-behind our back, so every metadata read here drops the cached entry first.
+Like Beam's FileSystems, one narrow interface over whatever fsspec opens
+(local disk, gs://, s3://, memory://), with what every caller needs done once:
+
+- every backend call runs under the one retry layer (transfer.with_retries);
+- metadata reads drop fsspec's listing cache first: other publishers change
+  the bucket behind our back;
+- local writes are atomic (tf_bigexport.local_files); object writes are whole
+  by nature;
+- retry messages go through the redactor, so they never show a credential.
+
+Paths are the filesystem's own (``store.join(...)`` builds them under the
+root); ``uri_of`` turns one into the display URI for messages.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import os
-import uuid
+import shutil
+import tempfile
+from typing import BinaryIO, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
 
 import fsspec
+from fsspec.core import url_to_fs
+from fsspec.registry import known_implementations, registry
+
+from tf_bigexport import local_files
+
+from .errors import InvalidNameError
+from .names import safe_relative_path, validate_relative_path
+from .redact import Redactor
+from .transfer import FileProgress, RetryPolicy, with_retries
+from .uris import display_uri, local_path
+
+T = TypeVar("T")
+READ_BLOCK = 8 << 20
 
 
-def _fresh(fs: fsspec.AbstractFileSystem, path: str) -> None:
-    fs.invalidate_cache(path)
-
-
-def info_or_none(fs: fsspec.AbstractFileSystem, path: str) -> dict | None:
-    _fresh(fs, path)
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        return None
-    return info if info.get("type") == "file" else None
-
-
-def list_names(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
-    """Base names of the direct children of `directory` ([] when absent)."""
-    _fresh(fs, directory)
-    try:
-        entries = fs.ls(directory, detail=False)
-    except FileNotFoundError:
-        return []
-    return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries} - {""})
-
-
-def find_files(fs: fsspec.AbstractFileSystem, directory: str) -> dict[str, dict]:
-    """All files under `directory`, keyed by path relative to it, with their info."""
-    _fresh(fs, directory)
-    try:
-        found = fs.find(directory, detail=True)
-    except FileNotFoundError:
-        return {}
-    prefix = fs._strip_protocol(directory).rstrip("/") + "/"
-    out = {}
-    for name, info in found.items():
-        name = fs._strip_protocol(name)
-        if info.get("type") == "file" and name.startswith(prefix):
-            out[name[len(prefix):]] = info
-    return out
-
-
-def read_bytes_or_none(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:
-    _fresh(fs, path)
-    try:
-        return fs.cat_file(path)
-    except FileNotFoundError:
-        return None
-
-
-def read_json_or_none(fs: fsspec.AbstractFileSystem, path: str) -> dict | None:
-    data = read_bytes_or_none(fs, path)
-    return None if data is None else json.loads(data)
-
-
-def read_many_json(fs: fsspec.AbstractFileSystem, paths: list[str]) -> dict[str, dict]:
-    """Read several small JSON objects (concurrently on async backends); absent ones are skipped."""
-    if not paths:
-        return {}
-    for path in paths:
-        _fresh(fs, path)
-    raw = fs.cat(paths, on_error="return")
-    return {p: json.loads(v) for p, v in raw.items() if isinstance(v, (bytes, bytearray))}
-
-
-def dump_json(obj: dict) -> bytes:
+def dump_json(obj: object) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Overwrite `path` whole. Local files are replaced atomically (temp + rename)."""
-    if _is_local(fs):
-        tmp = _write_local_temp(path, data)
-        os.replace(tmp, path)
-    else:
-        fs.pipe_file(path, data)
-    _fresh(fs, path)
+class Store:
+    """A root in object storage (or on local disk) and every operation on what is under it."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, uri: str, *,
+                 retry: RetryPolicy | None = None, redactor: Redactor | None = None) -> None:
+        self.fs = fs
+        self.root = root  # fs path, no trailing '/'
+        self.uri = uri  # display form, no credentials
+        self.retry = retry or RetryPolicy()
+        self.redactor = redactor or Redactor()
+
+    # -- layout
+    @property
+    def protocol(self) -> str:
+        proto = self.fs.protocol
+        return proto[0] if isinstance(proto, (tuple, list)) else proto
+
+    @property
+    def is_local(self) -> bool:
+        return self.protocol in ("file", "local")
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def uri_of(self, path: str) -> str:
+        """Display URI of an fs path under the root."""
+        if not path.startswith(self.root):
+            raise InvalidNameError(f"{path!r} is outside {self.uri}")
+        return self.uri + path[len(self.root):]
+
+    def path_of(self, uri: str) -> str:
+        """fs path of a display URI (or fs path) under the root; refuses anything outside."""
+        if uri.startswith(self.uri + "/"):
+            path = self.root + uri[len(self.uri):]
+        elif uri.startswith(self.root + "/"):
+            path = uri
+        else:
+            raise InvalidNameError(f"{display_uri(uri)!r} is not inside {self.uri}")
+        validate_relative_path(path[len(self.root) + 1:], where=self.uri)
+        return path
+
+    def _call(self, what: str, path: str, action: Callable[[], T]) -> T:
+        return with_retries(action, f"{what} {self.uri_of(path) if path.startswith(self.root) else path}",
+                            self.retry, self.redactor.describe)
+
+    # -- metadata
+    def info(self, path: str) -> dict | None:
+        def action():
+            self.fs.invalidate_cache(path)
+            try:
+                found = self.fs.info(path)
+            except FileNotFoundError:
+                return None
+            return found if found.get("type") == "file" else None
+        return self._call("stat", path, action)
+
+    def list_names(self, directory: str) -> list[str]:
+        """Base names of the direct children of `directory` ([] when absent)."""
+        def action():
+            self.fs.invalidate_cache(directory)
+            try:
+                entries = self.fs.ls(directory, detail=False)
+            except FileNotFoundError:
+                return []
+            return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries} - {""})
+        return self._call("list", directory, action)
+
+    def find_files(self, directory: str) -> dict[str, dict]:
+        """All files under `directory`, keyed by path relative to it, with their info."""
+        def action():
+            self.fs.invalidate_cache(directory)
+            try:
+                found = self.fs.find(directory, detail=True)
+            except FileNotFoundError:
+                return {}
+            prefix = self.fs._strip_protocol(directory).rstrip("/") + "/"
+            out = {}
+            for name, info in found.items():
+                name = self.fs._strip_protocol(name)
+                if info.get("type") == "file" and name.startswith(prefix):
+                    out[name[len(prefix):]] = info
+            return out
+        return self._call("list", directory, action)
+
+    # -- reads
+    def read_bytes(self, path: str) -> bytes | None:
+        def action():
+            self.fs.invalidate_cache(path)
+            try:
+                return self.fs.cat_file(path)
+            except FileNotFoundError:
+                return None
+        return self._call("read", path, action)
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes]:
+        """Several small objects at once (concurrently on async backends); absent ones are left out."""
+        if not paths:
+            return {}
+
+        def action():
+            for path in paths:
+                self.fs.invalidate_cache(path)
+            raw = self.fs.cat(paths, on_error="return")
+            for value in raw.values():
+                if isinstance(value, Exception) and not isinstance(value, FileNotFoundError):
+                    raise value
+            return {p: bytes(v) for p, v in raw.items() if isinstance(v, (bytes, bytearray))}
+        return self._call("read", paths[0], action)
+
+    def read_stream(self, path: str, consume: Callable[[BinaryIO], T]) -> T:
+        """`consume(stream)` over the whole object; a transient failure starts the read over."""
+        def action():
+            with self.fs.open(path, "rb", block_size=READ_BLOCK, cache_type="none") as stream:
+                return consume(stream)
+        return self._call("read", path, action)
+
+    @contextlib.contextmanager
+    def open(self, path: str, block_size: int = 1 << 20) -> Iterator[BinaryIO]:
+        """A seekable file read by range on demand (a long-lived handle: not retried)."""
+        with self.fs.open(path, "rb", block_size=block_size) as f:
+            yield f
+
+    def download(self, directory: str, destination: str, paths: list[str] | None = None) -> list[str]:
+        """Copy the files under `directory` (or just `paths`, relative to it) into a local directory.
+
+        Object names come from storage other systems write to: one that could land
+        outside `destination` ("m/1/../../x") is refused before anything is written.
+        """
+        wanted = sorted(self.find_files(directory)) if paths is None else list(paths)
+        for rel in wanted:
+            safe_relative_path(rel, where=self.uri_of(directory))
+        for rel in wanted:
+            target = os.path.join(destination, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self._call("download", f"{directory}/{rel}",
+                       lambda rel=rel, target=target: self.fs.get_file(f"{directory}/{rel}", target))
+        return wanted
+
+    # -- writes
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Overwrite `path` whole (locally through a temporary file and a rename)."""
+        def action():
+            if self.is_local:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                local_files.write_file(path, data, durable=True)
+            else:
+                self.fs.pipe_file(path, data)
+            self.fs.invalidate_cache(path)
+        self._call("write", path, action)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create `path` holding `data` only if it does not exist; False if it already did.
+
+        Local: a complete temporary file hard-linked into place (the link fails if
+        the name exists). Object stores: a create-only precondition (GCS
+        ifGenerationMatch=0, S3 If-None-Match: *) through pipe_file(mode="create").
+        """
+        def action():
+            try:
+                if self.is_local:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    local_files.write_file(path, data, exclusive=True, durable=True)
+                else:
+                    self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            finally:
+                self.fs.invalidate_cache(path)
+            return True
+        return self._call("create", path, action)
+
+    def put_file(self, local: str, path: str, callback: FileProgress | None = None) -> None:
+        """Upload one local file, streamed (gcsfs/s3fs send big files in chunks)."""
+        def action():
+            if callback is not None:
+                callback.restart()
+            if self.is_local:  # a new file renamed into place: never rewrite one in place
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with local_files.replacing(path) as temporary:
+                    shutil.copyfile(local, temporary)
+            else:
+                self.fs.put_file(local, path, callback=callback)
+        self._call("upload", path, action)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy of one object; locally a new file renamed into place."""
+        def action():
+            if not self.is_local:
+                self.fs.cp_file(src, dst)
+                return
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with local_files.replacing(dst) as temporary:
+                shutil.copyfile(src, temporary)
+        self._call("copy", dst, action)
+
+    def remove_file(self, path: str) -> None:
+        def action():
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass
+            self.fs.invalidate_cache(path)
+        self._call("delete", path, action)
+
+    def remove_tree(self, directory: str) -> None:
+        def action():
+            self.fs.invalidate_cache(directory)
+            try:
+                self.fs.rm(directory, recursive=True)
+            except FileNotFoundError:
+                pass
+            self.fs.invalidate_cache(directory)
+        self._call("delete", directory, action)
 
 
-def _write_local_temp(path: str, data: bytes) -> str:
-    """A complete, fsynced sibling of `path`, to be renamed or linked into place."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
-def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> bool:
-    """Create `path` holding `data` only if it does not exist. False if it already did.
-
-    Local: a complete temp file hard-linked into place (link fails if the name
-    exists), so readers never see a partial object. Object stores: a create-only
-    precondition (GCS ifGenerationMatch=0, S3 If-None-Match: *), via
-    fsspec's pipe_file(mode="create").
-    """
-    if _is_local(fs):
-        tmp = _write_local_temp(path, data)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-        return True
+def uri_problem(uri: object) -> str | None:
+    """Why `open_store` refuses `uri`, or None. The jobs-file validation asks the same
+    question before any job runs."""
+    if not isinstance(uri, str) or not uri.strip():
+        return "URI is empty"
+    shown = display_uri(uri).rstrip("/")
+    if any(segment == ".." for segment in urlsplit(uri).path.split("/")):
+        return f"URI {shown!r} must not contain '..'"
     try:
-        fs.pipe_file(path, data, mode="create")
-    except FileExistsError:
-        return False
-    finally:
-        _fresh(fs, path)
-    return True
+        local = local_path(uri)
+    except InvalidNameError as exc:
+        return str(exc)
+    if local is None:
+        scheme = uri.split("://", 1)[0].lower()
+        known = set(known_implementations) | set(registry)
+        if scheme not in known:
+            close = difflib.get_close_matches(scheme, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return (f"unsupported URI scheme {uri.split('://', 1)[0]!r}{hint}: use a local directory "
+                    "or gs://, s3://, file:// (any fsspec protocol)")
+    return None
 
 
-def remove_file(fs: fsspec.AbstractFileSystem, path: str) -> None:
-    try:
-        fs.rm_file(path)
-    except FileNotFoundError:
-        pass
-    _fresh(fs, path)
+def open_store(uri: str, storage_options: dict | None = None, *, retry: RetryPolicy | None = None) -> Store:
+    """The Store at `uri`: a local path, file://, gs://, s3://, memory://, any fsspec URL."""
+    problem = uri_problem(uri)
+    if problem:
+        raise InvalidNameError(problem)
+    shown = display_uri(uri).rstrip("/")
+    local = local_path(uri)
+    redactor = Redactor(storage_options)
+    fs, root = url_to_fs(local if local is not None else uri, **(storage_options or {}))
+    root = root.rstrip("/")
+    if not root:
+        raise InvalidNameError(f"URI {shown!r} names no bucket or directory")
+    return Store(fs, root, shown, retry=retry, redactor=redactor)
 
 
-def remove_tree(fs: fsspec.AbstractFileSystem, directory: str) -> None:
-    _fresh(fs, directory)
-    try:
-        fs.rm(directory, recursive=True)
-    except FileNotFoundError:
-        pass
-    _fresh(fs, directory)
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    proto = fs.protocol
-    protos = proto if isinstance(proto, (tuple, list)) else (proto,)
-    return "file" in protos or "local" in protos
+@contextlib.contextmanager
+def local_directory(uri: str, storage_options: dict | None = None,
+                    paths: list[str] | None = None) -> Iterator[str]:
+    """A local directory holding the files under `uri`: the directory itself when it is
+    local, else a temporary download of them (or of just `paths`), removed afterwards."""
+    local = local_path(uri)
+    if local is not None:
+        if not os.path.isdir(local):
+            raise FileNotFoundError(f"{uri}: no such directory")
+        yield local
+        return
+    store = open_store(uri, storage_options)
+    with tempfile.TemporaryDirectory(prefix="tf-bigexport-") as scratch:
+        if not store.download(store.root, scratch, paths):
+            raise FileNotFoundError(f"{store.uri}: no objects under this prefix")
+        yield scratch

@@ -12,19 +12,13 @@ import threading
 import time
 from typing import TextIO
 
+from tf_bigexport.byte_sizes import human_bytes
+
 log = logging.getLogger("storage")
 
 # Off a terminal, one log line per this many seconds at most between the
 # per-file and final lines: enough to see a multi-GB step move, never one per record.
 LOG_INTERVAL = 30.0
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class Progress:

@@ -32,10 +32,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import objects
 from .errors import StorageError
 from .manifest import FileEntry, Manifest
-from .uris import Location
+from .objects import Store, dump_json
 
 RECORD_SCHEMA = "tf-bigexport.release/1"
 INDEX_SCHEMA = "tf-bigexport.index/1"
@@ -125,34 +124,34 @@ class ReleaseRecord:
 class ReleaseStore:
     """Reads and writes release records and the index of one registry."""
 
-    def __init__(self, loc: Location) -> None:
-        self._loc = loc
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def record_path(self, model: str, version: int) -> str:
-        return self._loc.join(model, RELEASES_DIR, f"{version}.json")
+        return self._store.join(model, RELEASES_DIR, f"{version}.json")
 
     def index_path(self, model: str) -> str:
-        return self._loc.join(model, INDEX_NAME)
+        return self._store.join(model, INDEX_NAME)
 
     def read(self, model: str, version: int) -> ReleaseRecord | None:
         path = self.record_path(model, version)
-        data = objects.read_bytes_or_none(self._loc.fs, path)
+        data = self._store.read_bytes(path)
         if data is None:
             return None
-        return ReleaseRecord.from_json(data, where=self._loc.uri_of(path))
+        return ReleaseRecord.from_json(data, where=self._store.uri_of(path))
 
     def write(self, record: ReleaseRecord, text: str) -> None:
-        objects.write_bytes(self._loc.fs, self.record_path(record.model_name, record.version),
-                            text.encode("utf-8"))
+        self._store.write_bytes(self.record_path(record.model_name, record.version), text.encode("utf-8"))
 
     def versions(self, model: str) -> list[int]:
-        names = objects.list_names(self._loc.fs, self._loc.join(model, RELEASES_DIR))
+        names = self._store.list_names(self._store.join(model, RELEASES_DIR))
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def _build_index(self, model: str) -> dict:
         paths = [self.record_path(model, v) for v in self.versions(model)]
         rows = []
-        for path, data in objects.read_many_json(self._loc.fs, paths).items():
+        for path, raw in self._store.read_many(paths).items():
+            data = json.loads(raw)
             rows.append({"version": int(data["version"]), "committed": data.get("committed"),
                          "fingerprint": data.get("fingerprint"), "job_key": data.get("job_key"),
                          "record": f"{RELEASES_DIR}/{data['version']}.json"})
@@ -170,9 +169,10 @@ class ReleaseStore:
         for _ in range(rounds):
             if self.read_index(model) == fresh:
                 break
-            objects.write_bytes(self._loc.fs, self.index_path(model), objects.dump_json(fresh))
+            self._store.write_bytes(self.index_path(model), dump_json(fresh))
             fresh = self._build_index(model)
         return fresh
 
     def read_index(self, model: str) -> dict | None:
-        return objects.read_json_or_none(self._loc.fs, self.index_path(model))
+        data = self._store.read_bytes(self.index_path(model))
+        return None if data is None else json.loads(data)

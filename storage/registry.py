@@ -5,8 +5,6 @@ On-storage layout (TensorFlow Serving reads only the numeric directories):
   <registry>/<model>/<version>/...             published SavedModel; complete once
                                                saved_model.pb|cpb exists (written last)
   <registry>/<model>/.claims/<version>.json    create-only claim: which job owns the version
-  <registry>/<model>/.claims/<version>.bids/   generation-ordered bids (backends without
-                                               create-only writes, see versions.py)
   <registry>/<model>/.releases/<version>.json  release record (record.py)
   <registry>/<model>/index.json                per-model index, derived from the records
   <registry>/.staging/<job_key>/...            uploads in flight; removed after commit
@@ -18,17 +16,16 @@ import functools
 import logging
 from typing import Callable
 
-from . import objects
 from .commit import copy_into_version, is_complete
 from .errors import Mismatch, StorageError, VerificationError, VersionConflictError
 from .manifest import Manifest, build_manifest
 from .record import ReleaseRecord, ReleaseStore, utc_now
-from .redact import Redactor
 from .release_state import CLAIMED, DAMAGED, FREE, ORPHANED, PUBLISHED, UNRECORDED, VersionState
 from .staging import check_staging_path, stage, staging_path, verify_staged
 from .transfer import RetryPolicy
+from .redact import Redactor
 from .names import validate_job_key, validate_model_name, validate_version
-from .uris import open_location
+from .objects import open_store
 from .verify import check_entries
 from .versions import VersionClaims, VersionPolicy, numeric_names
 
@@ -70,56 +67,54 @@ class Registry:
 
     def __init__(self, uri: str, *, storage_options: dict | None = None, workers: int = 8,
                  retry: RetryPolicy | None = None, step_hook: StepHook | None = None) -> None:
-        self._redact = Redactor(storage_options)
+        self.retry = retry or RetryPolicy()
         try:
-            self._loc = open_location(uri, storage_options)
+            self._store = open_store(uri, storage_options, retry=self.retry)
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise StorageError(f"cannot open registry: {self._redact.describe(exc)}") from None
+            raise StorageError(f"cannot open registry: {Redactor(storage_options).describe(exc)}") from None
+        self._redact = self._store.redactor
         self.workers = max(1, workers)
-        self.retry = retry or RetryPolicy()
         self.step_hook = step_hook
-        self._claims = VersionClaims(self._loc)
-        self._releases = ReleaseStore(self._loc)
+        self._claims = VersionClaims(self._store)
+        self._releases = ReleaseStore(self._store)
 
     @property
     def uri(self) -> str:
         """Display URI (no credentials)."""
-        return self._loc.uri
+        return self._store.uri
 
     @property
     def filesystem(self):
-        return self._loc.fs
+        return self._store.fs
 
     def _step(self, name: str) -> None:
         if self.step_hook is not None:
             self.step_hook(name)
 
     def version_uri(self, model_name: str, version: int) -> str:
-        return self._loc.uri_of(self._loc.join(model_name, str(version)))
+        return self._store.uri_of(self._store.join(model_name, str(version)))
 
     # -- steps
     @_guarded
     def stage(self, local_dir: str, manifest: Manifest, job_key: str) -> str:
-        dest = stage(self._loc, str(local_dir), manifest, job_key, workers=self.workers,
-                     retry=self.retry, describe=self._redact.describe)
-        return self._loc.uri_of(dest)
+        dest = stage(self._store, str(local_dir), manifest, job_key, workers=self.workers)
+        return self._store.uri_of(dest)
 
     @_guarded
     def verify_staged(self, staging_uri: str, manifest: Manifest,
                       paths: list[str] | None = None) -> list[Mismatch]:
-        dest = check_staging_path(self._loc, self._loc.path_of(staging_uri))
-        return verify_staged(self._loc, dest, manifest, paths, workers=self.workers,
-                             retry=self.retry, describe=self._redact.describe)
+        dest = check_staging_path(self._store, self._store.path_of(staging_uri))
+        return verify_staged(self._store, dest, manifest, paths, workers=self.workers)
 
     @_guarded
     def claim_version(self, model_name: str, policy: VersionPolicy, job_key: str) -> int:
         validate_model_name(model_name)
         validate_job_key(job_key)
-        published = numeric_names(objects.list_names(self._loc.fs, self._loc.join(model_name)))
+        published = numeric_names(self._store.list_names(self._store.join(model_name)))
         version = self._claims.claim(model_name, policy, job_key, published)
-        log.info("%s: job %s holds version %d", self._loc.uri_of(self._loc.join(model_name)),
+        log.info("%s: job %s holds version %d", self._store.uri_of(self._store.join(model_name)),
                  job_key, version)
         return version
 
@@ -129,8 +124,8 @@ class Registry:
         validate_model_name(model_name)
         validate_version(version)
         validate_job_key(job_key)
-        staging = check_staging_path(self._loc, self._loc.path_of(staging_uri))
-        claim = objects.read_json_or_none(self._loc.fs, self._claims.claim_path(model_name, version))
+        staging = check_staging_path(self._store, self._store.path_of(staging_uri))
+        claim = self._claims.read(model_name, version)
         if claim is None or claim.get("job_key") != job_key:
             holder = "nobody" if claim is None else f"job {claim.get('job_key')!r}"
             raise VersionConflictError(model_name, version,
@@ -142,23 +137,21 @@ class Registry:
             _same_files(existing, manifest)
             self._releases.update_index(model_name)
             return existing
-        version_dir = self._loc.join(model_name, str(version))
-        infos = objects.find_files(self._loc.fs, version_dir)
+        version_dir = self._store.join(model_name, str(version))
+        infos = self._store.find_files(version_dir)
         if is_complete(infos):
             # Crashed after the marker: the version is visible, never rewrite it.
-            mismatches = check_entries(self._loc.fs, version_dir, manifest.files, infos,
-                                       depth="native", workers=self.workers, retry=self.retry,
-                                       describe=self._redact.describe)
+            mismatches = check_entries(self._store, version_dir, manifest.files, infos,
+                                       depth="native", workers=self.workers)
             if mismatches:
-                raise VerificationError(self._loc.uri_of(version_dir), mismatches)
+                raise VerificationError(self._store.uri_of(version_dir), mismatches)
             self._step("copied")
         else:
-            copy_into_version(self._loc, staging, version_dir, manifest, workers=self.workers,
-                              retry=self.retry, describe=self._redact.describe,
+            copy_into_version(self._store, staging, version_dir, manifest, workers=self.workers,
                               after_payload=lambda: self._step("copied"))
         self._step("marker")
         record = ReleaseRecord.build(
-            model_name=model_name, version=version, uri=self._loc.uri_of(version_dir),
+            model_name=model_name, version=version, uri=self._store.uri_of(version_dir),
             job_key=job_key, manifest=manifest, release_info=release_info,
             created=claim.get("claimed_at") or utc_now())
         text = self._redact.text(record.to_json())
@@ -177,7 +170,7 @@ class Registry:
         validate_model_name(model_name)
         validate_version(version)
         where = self.version_uri(model_name, version)
-        files = objects.find_files(self._loc.fs, self._loc.join(model_name, str(version)))
+        files = self._store.find_files(self._store.join(model_name, str(version)))
         try:
             record = self._releases.read(model_name, version)
             owner = self._claims.owner(model_name, version)
@@ -224,12 +217,10 @@ class Registry:
     def verify_version(self, model_name: str, version: int) -> list[Mismatch]:
         """Re-read every published byte and compare with the release record."""
         record = self.read_release_record(model_name, version)
-        version_dir = self._loc.join(model_name, str(version))
-        infos = objects.find_files(self._loc.fs, version_dir)
-        return check_entries(self._loc.fs, version_dir, record.files, infos, depth="full",
-                             workers=self.workers, retry=self.retry,
-                             describe=self._redact.describe, allow_extra=False,
-                             label=f"verify {self._loc.uri_of(version_dir)}")
+        version_dir = self._store.join(model_name, str(version))
+        return check_entries(self._store, version_dir, record.files, self._store.find_files(version_dir),
+                             depth="full", workers=self.workers, allow_extra=False,
+                             label=f"verify {self._store.uri_of(version_dir)}")
 
     @_guarded
     def read_release_record(self, model_name: str, version: int) -> ReleaseRecord:
@@ -260,8 +251,8 @@ class Registry:
 
     @_guarded
     def cleanup_staging(self, staging_uri: str) -> None:
-        staging = check_staging_path(self._loc, self._loc.path_of(staging_uri))
-        objects.remove_tree(self._loc.fs, staging)
+        staging = check_staging_path(self._store, self._store.path_of(staging_uri))
+        self._store.remove_tree(staging)
 
     def find_release(self, model_name: str, job_key: str) -> ReleaseRecord | None:
         """The release record of the version `job_key` published, if it got that far."""
@@ -288,7 +279,7 @@ class Registry:
         if done is not None:
             _same_files(done, manifest)
             log.info("%s: job %s already published it", done.uri, job_key)
-            self.cleanup_staging(self._loc.uri_of(staging_path(self._loc, job_key)))
+            self.cleanup_staging(self._store.uri_of(staging_path(self._store, job_key)))
             return done
         staging_uri = self.stage(local_dir, manifest, job_key)
         try:

@@ -1,15 +1,48 @@
-"""Registry URIs and the filesystem behind them (names allowed inside: names.py)."""
+"""Storage URIs as text: which are local, how they are shown, which are refused.
+
+Pure string functions (no filesystem), so the jobs-file validation and the CLI
+apply the same rules as the storage layer before any work starts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import fsspec
-from fsspec.core import url_to_fs
-
 from .errors import InvalidNameError
-from .names import validate_relative_path
+
+
+def _scheme(location: str) -> str | None:
+    scheme, sep, _ = location.partition("://")
+    return scheme.lower() if sep and scheme and "/" not in scheme else None
+
+
+def local_path(location: str) -> str | None:
+    """The local path `location` names, or None if it is a remote URI.
+
+    A plain path is itself; ``file:///p`` and RFC 8089's ``file://localhost/p``
+    are ``/p``. A file URI naming another host is refused: it is no local path.
+    """
+    scheme = _scheme(location)
+    if scheme is None:
+        return location
+    if scheme != "file":
+        return None
+    rest = location.split("://", 1)[1]
+    host, slash, path = rest.partition("/")
+    if host.lower() in ("", "localhost"):
+        return slash + path
+    raise InvalidNameError(f"{display_uri(location)!r}: a file:// URI must name a local path "
+                           f"(file:///path or file://localhost/path), not the host {host!r}")
+
+
+def is_uri(location: str) -> bool:
+    """True if `location` has a scheme (gs://, s3://, file://, ...), False for a plain path."""
+    return _scheme(location) is not None
+
+
+def is_remote(location: str) -> bool:
+    """True for object-store URIs (gs://, s3://, memory://, ...); False for local paths and file://."""
+    return local_path(location) is None
 
 
 def display_uri(uri: str) -> str:
@@ -19,55 +52,3 @@ def display_uri(uri: str) -> str:
         return uri
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-@dataclass(frozen=True)
-class Location:
-    """A registry root: the filesystem, its root path on it, and a printable URI."""
-
-    fs: fsspec.AbstractFileSystem
-    root: str  # path in fs terms, no trailing '/'
-    uri: str  # display form, no credentials
-
-    @property
-    def protocol(self) -> str:
-        proto = self.fs.protocol
-        return proto[0] if isinstance(proto, (tuple, list)) else proto
-
-    @property
-    def is_local(self) -> bool:
-        return self.protocol in ("file", "local")
-
-    def join(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
-
-    def uri_of(self, path: str) -> str:
-        """Display URI of an fs path under the root."""
-        if not path.startswith(self.root):
-            raise InvalidNameError(f"{path!r} is outside the registry {self.uri}")
-        return self.uri + path[len(self.root):]
-
-    def path_of(self, uri: str) -> str:
-        """fs path of a display URI (or fs path) under the root; refuses anything outside."""
-        if uri.startswith(self.uri + "/"):
-            path = self.root + uri[len(self.uri):]
-        elif uri.startswith(self.root + "/"):
-            path = uri
-        else:
-            raise InvalidNameError(f"{display_uri(uri)!r} is not inside the registry {self.uri}")
-        validate_relative_path(path[len(self.root) + 1:], where=self.uri)
-        return path
-
-
-def open_location(uri: str, storage_options: dict | None = None) -> Location:
-    """Resolve a registry URI (path, file://, gs://, s3://, memory://, ...) to a Location."""
-    if not isinstance(uri, str) or not uri.strip():
-        raise InvalidNameError("registry URI is empty")
-    shown = display_uri(uri).rstrip("/")
-    if any(seg == ".." for seg in urlsplit(uri).path.split("/")):
-        raise InvalidNameError(f"registry URI {shown!r} must not contain '..'")
-    fs, root = url_to_fs(uri, **(storage_options or {}))
-    root = root.rstrip("/")
-    if not root:
-        raise InvalidNameError(f"registry URI {shown!r} names no bucket or directory")
-    return Location(fs=fs, root=root, uri=shown)

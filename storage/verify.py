@@ -7,14 +7,15 @@ Depths: "full" re-reads every byte and compares size, crc32c and sha256;
 
 from __future__ import annotations
 
-from typing import Callable
-
-import fsspec
+from typing import TYPE_CHECKING
 
 from .errors import Mismatch
 from .manifest import READ_CHUNK, Checksummer, FileEntry
 from .progress import Progress
-from .transfer import RetryPolicy, run_parallel, with_retries
+from .transfer import run_parallel
+
+if TYPE_CHECKING:
+    from .objects import Store
 
 
 def native_crc32c(info: dict) -> str | None:
@@ -23,19 +24,22 @@ def native_crc32c(info: dict) -> str | None:
     return value if isinstance(value, str) and len(value) == 8 else None
 
 
-def reread_mismatches(fs: fsspec.AbstractFileSystem, path: str, entry: FileEntry,
+def reread_mismatches(store: "Store", path: str, entry: FileEntry,
                       progress: Progress | None = None) -> list[Mismatch]:
-    summer = Checksummer()
-    try:
-        with fs.open(path, "rb", block_size=READ_CHUNK, cache_type="none") as stream:
+    def checksum(stream) -> Checksummer:
+        summer = Checksummer()
+        try:
             while chunk := stream.read(READ_CHUNK):
                 summer.update(chunk)
                 if progress is not None:
                     progress.add_bytes(len(chunk))
-    except BaseException:
-        if progress is not None:
-            progress.add_bytes(-summer.size)  # a retry reads the file again
-        raise
+        except BaseException:
+            if progress is not None:
+                progress.add_bytes(-summer.size)  # a retry reads the file again
+            raise
+        return summer
+
+    summer = store.read_stream(path, checksum)
     if progress is not None:
         progress.file_done(entry.path, summer.size)
     out = []
@@ -48,10 +52,9 @@ def reread_mismatches(fs: fsspec.AbstractFileSystem, path: str, entry: FileEntry
     return out
 
 
-def check_entries(fs: fsspec.AbstractFileSystem, base: str, entries: list[FileEntry],
-                  infos: dict[str, dict], *, depth: str, workers: int, retry: RetryPolicy,
-                  describe: Callable[[BaseException], str] = str,
-                  allow_extra: bool = True, label: str | None = None) -> list[Mismatch]:
+def check_entries(store: "Store", base: str, entries: list[FileEntry], infos: dict[str, dict], *,
+                  depth: str, workers: int, allow_extra: bool = True,
+                  label: str | None = None) -> list[Mismatch]:
     """Mismatches of the objects under `base` against `entries`; `infos` = listing of `base`.
 
     Re-reads show progress under `label` (default "verify <base>").
@@ -77,9 +80,8 @@ def check_entries(fs: fsspec.AbstractFileSystem, base: str, entries: list[FileEn
         rereads.append((f"{base}/{entry.path}", entry))
     if rereads:
         progress = Progress(label or f"verify {base}", sum(e.size for _, e in rereads), len(rereads))
-        tasks = [lambda path=path, entry=entry: with_retries(
-            lambda: reread_mismatches(fs, path, entry, progress), f"verify {entry.path}", retry, describe)
-            for path, entry in rereads]
+        tasks = [lambda path=path, entry=entry: reread_mismatches(store, path, entry, progress)
+                 for path, entry in rereads]
         for found in run_parallel(tasks, workers):
             results.extend(found)
         progress.close()

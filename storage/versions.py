@@ -1,37 +1,28 @@
 """Version policies and version claims.
 
 A claim is a small JSON object at <model>/.claims/<version>.json naming the job
-that owns the version. It is created with a create-only precondition, so of
-two publishers racing for one version exactly one creates it; the other sees
-the existing claim and loses (or, under next-integer, tries the next number).
-A retry with the same job key finds its claim and continues that version.
-
-Backends that ignore create-only preconditions (gcp-storage-emulator ignores
-ifGenerationMatch) are detected once with a probe object; there each
-contender writes its own bid <model>/.claims/<version>.bids/<job_key>.json
-and the bid with the lowest object generation wins. That is exact on a store
-whose generations grow in the order writes take effect (the emulator serves
-requests one at a time and stamps generation from a nanosecond clock); the
-winner then writes the ordinary claim object.
+that owns the version. It is created with a create-only precondition (a local
+hard link, GCS ifGenerationMatch=0, S3 If-None-Match: *), so of two publishers
+racing for one version exactly one creates it; the other sees the existing
+claim and loses (or, under next-integer, tries the next number). A retry with
+the same job key finds its claim and continues that version. A backend that
+does not honour create-only writes cannot host a registry.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import objects
 from .errors import StorageError, VersionConflictError
 from .names import MAX_VERSION, validate_version
-from .uris import Location
+from .objects import Store, dump_json
 
 log = logging.getLogger("storage")
 CLAIMS_DIR = ".claims"
-BIDS_SUFFIX = ".bids"
 CLAIM_SCHEMA = "tf-bigexport.claim/1"
 _MAX_CLAIM_ATTEMPTS = 64
 
@@ -86,119 +77,49 @@ def numeric_names(names: list[str]) -> set[int]:
 class VersionClaims:
     """Create-only claims on version numbers of the models in one registry."""
 
-    def __init__(self, loc: Location, *, exclusive_create: bool | None = None) -> None:
-        self._loc = loc
-        self._exclusive = exclusive_create  # None: probe on first use
-        self._probe_lock = threading.Lock()
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     # -- layout
     def claims_dir(self, model: str) -> str:
-        return self._loc.join(model, CLAIMS_DIR)
+        return self._store.join(model, CLAIMS_DIR)
 
     def claim_path(self, model: str, version: int) -> str:
-        return self._loc.join(model, CLAIMS_DIR, f"{version}.json")
-
-    def _bids_dir(self, model: str, version: int) -> str:
-        return self._loc.join(model, CLAIMS_DIR, f"{version}{BIDS_SUFFIX}")
-
-    # -- backend capability
-    @property
-    def exclusive_create(self) -> bool:
-        """Whether the backend refuses a create-only write to an existing object."""
-        with self._probe_lock:
-            if self._exclusive is None:
-                self._exclusive = self._probe_exclusive_create()
-        return self._exclusive
-
-    def _probe_exclusive_create(self) -> bool:
-        if self._loc.is_local:
-            return True
-        path = self._loc.join(".probe", f"create-only-{uuid.uuid4().hex}")
-        try:
-            if not objects.create_exclusive(self._loc.fs, path, b"1"):
-                raise StorageError(f"{self._loc.uri}: fresh probe object unexpectedly exists")
-            honoured = not objects.create_exclusive(self._loc.fs, path, b"2")
-        finally:
-            # only our own object: other processes may be probing beside it
-            objects.remove_file(self._loc.fs, path)
-        if not honoured:
-            log.warning("%s: the backend ignores create-only preconditions; version claims "
-                        "fall back to generation-ordered bids", self._loc.uri)
-        return honoured
+        return self._store.join(model, CLAIMS_DIR, f"{version}.json")
 
     # -- reading
+    def read(self, model: str, version: int) -> dict | None:
+        data = self._store.read_bytes(self.claim_path(model, version))
+        return None if data is None else json.loads(data)
+
     def owner(self, model: str, version: int) -> str | None:
-        claim = objects.read_json_or_none(self._loc.fs, self.claim_path(model, version))
+        claim = self.read(model, version)
         return None if claim is None else claim.get("job_key")
 
     def claimed_versions(self, model: str) -> set[int]:
-        """Versions with a claim or a bid (a bid alone still takes the number)."""
-        names = objects.list_names(self._loc.fs, self.claims_dir(model))
-        stems = [n[:-len(".json")] if n.endswith(".json") else
-                 n[:-len(BIDS_SUFFIX)] if n.endswith(BIDS_SUFFIX) else n for n in names]
-        return numeric_names(stems)
+        names = self._store.list_names(self.claims_dir(model))
+        return numeric_names([n[:-len(".json")] for n in names if n.endswith(".json")])
 
     def find_claim_of(self, model: str, job_key: str) -> int | None:
         """The version this job already claimed for `model`, if any."""
-        files = objects.find_files(self._loc.fs, self.claims_dir(model))
-        claim_paths = [self._loc.join(model, CLAIMS_DIR, rel) for rel in files
-                       if "/" not in rel and rel.endswith(".json") and rel[:-5].isdigit()]
-        for path, claim in sorted(objects.read_many_json(self._loc.fs, claim_paths).items()):
+        paths = [self.claim_path(model, v) for v in sorted(self.claimed_versions(model))]
+        for path, data in sorted(self._store.read_many(paths).items()):
+            claim = json.loads(data)
             if claim.get("job_key") == job_key:
                 return int(claim["version"])
-        # A bid of ours whose claim object was never written (crash in between).
-        for rel in files:
-            head, _, tail = rel.partition("/")
-            if tail == f"{job_key}.json" and head.endswith(BIDS_SUFFIX):
-                version = int(head[:-len(BIDS_SUFFIX)])
-                if self._decide_bids(model, version, job_key):
-                    return version
         return None
 
     # -- claiming
-    def _claim_body(self, model: str, version: int, job_key: str) -> bytes:
-        return objects.dump_json({
-            "schema": CLAIM_SCHEMA, "model_name": model, "version": version,
-            "job_key": job_key,
-            "claimed_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        })
-
     def try_claim(self, model: str, version: int, job_key: str) -> bool:
         """True if `job_key` owns `version` afterwards (newly or already)."""
         validate_version(version)
-        path = self.claim_path(model, version)
-        body = self._claim_body(model, version, job_key)
-        if self.exclusive_create:
-            objects.create_exclusive(self._loc.fs, path, body)
-        else:
-            owner = self.owner(model, version)
-            if owner is not None:
-                return owner == job_key
-            if not self._decide_bids(model, version, job_key):
-                return False
-        # Read back: also catches a store whose create-only check is not atomic
-        # with the write (a racing create that overwrote ours).
-        return self.owner(model, version) == job_key
-
-    def _decide_bids(self, model: str, version: int, job_key: str) -> bool:
-        """Generation-ordered bidding, for backends without create-only writes."""
-        fs = self._loc.fs
-        bids_dir = self._bids_dir(model, version)
-        mine = f"{bids_dir}/{job_key}.json"
-        if objects.info_or_none(fs, mine) is None:
-            # written once: rewriting would give the bid a later generation
-            objects.write_bytes(fs, mine, self._claim_body(model, version, job_key))
-        bids = objects.find_files(fs, bids_dir)
-        if any("generation" not in info for info in bids.values()):
-            raise StorageError(f"{self._loc.uri}: backend has neither create-only writes nor "
-                               "object generations; cannot claim versions exclusively")
-        winner = min(bids, key=lambda rel: (int(bids[rel]["generation"]), rel))
-        if winner != f"{job_key}.json":
-            return False
-        # create-only even here: harmless where ignored, and it keeps a claim made by a
-        # publisher that saw working preconditions from being overwritten
-        objects.create_exclusive(fs, self.claim_path(model, version),
-                                 self._claim_body(model, version, job_key))
+        body = dump_json({
+            "schema": CLAIM_SCHEMA, "model_name": model, "version": version, "job_key": job_key,
+            "claimed_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        })
+        self._store.create_exclusive(self.claim_path(model, version), body)
+        # Read back: a create whose response was lost and retried finds its own claim
+        # "already there"; the owner named inside is what counts.
         return self.owner(model, version) == job_key
 
     def claim(self, model: str, policy: VersionPolicy, job_key: str,

@@ -59,13 +59,23 @@ class RegistryTarget:
         return fs
 
 
-@pytest.fixture(params=["local", "gcs", "s3"])
-def registry_target(request, tmp_path) -> RegistryTarget:
+def _target(request, tmp_path) -> RegistryTarget:
     prefix = f"reg-{uuid.uuid4().hex[:12]}"
     if request.param == "local":
         return RegistryTarget("local", str(tmp_path / prefix))
     emu = request.getfixturevalue(f"{request.param}_emulator")
     return RegistryTarget(request.param, emu.uri(prefix), dict(emu.storage_options))
+
+
+@pytest.fixture(params=["local", "gcs", "s3"])
+def registry_target(request, tmp_path) -> RegistryTarget:
+    return _target(request, tmp_path)
+
+
+@pytest.fixture(params=["gcs", "s3"])
+def remote_target(request, tmp_path) -> RegistryTarget:
+    """Object stores only: where requests can fail the way networks do."""
+    return _target(request, tmp_path)
 
 
 @pytest.fixture

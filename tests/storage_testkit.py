@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-from tf_bigexport.storage.manifest import MARKER_FILES
+from tf_bigexport.savedmodel_files import PROGRAM_FILES
 
 
 def make_export(root: Path, *, seed: int = 0, big: int = 300_000, marker: str = "saved_model.pb") -> Path:
@@ -58,7 +58,7 @@ def assert_no_incomplete_visible(fs, model_dir: str, exports: dict[int, Path], d
     """Every version dir that looks complete (marker present) holds its whole export, exactly."""
     for version in version_dirs(fs, model_dir):
         tree = read_tree(fs, f"{model_dir}/{version}")
-        if any(m in tree for m in MARKER_FILES):
+        if any(m in tree for m in PROGRAM_FILES):
             expected = export_files(exports.get(version, default))
             assert tree == expected, f"version {version} is visible but incomplete or wrong"
 

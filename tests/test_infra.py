@@ -282,9 +282,9 @@ def test_registry_bucket_is_uniform_versioned_and_drops_stale_staging():
     [local] = terraform_files()["main.tf"]["locals"]
     assert local["staging_prefix"] == "${var.registry_prefix}/.staging/"
     from tf_bigexport.storage.staging import staging_path
-    from tf_bigexport.storage.uris import open_location
-    loc = open_location("memory://tf-infra/models")
-    assert staging_path(loc, "job.1").startswith(loc.join(".staging") + "/")
+    from tf_bigexport.storage import open_store
+    store = open_store("memory://tf-infra/models")
+    assert staging_path(store, "job.1").startswith(store.join(".staging") + "/")
 
 
 def test_pipeline_account_may_write_only_staging_and_registry():
@@ -301,7 +301,7 @@ def test_pipeline_account_may_write_only_staging_and_registry():
                                  (registry, "roles/storage.objectUser"), (temp, "roles/storage.objectAdmin")}
     # Delete/overwrite in the registry only where the publishing steps rewrite objects.
     condition = bucket_roles[(registry, "roles/storage.objectUser")]["condition"][0]["expression"]
-    assert ".staging/" in condition and ".probe/" in condition and "/index.json" in condition
+    assert ".staging/" in condition and "/index.json" in condition and ".claims" not in condition
     assert all(b.get("condition") is None for k, b in bucket_roles.items() if k[1] != "roles/storage.objectUser")
     assert not any("admin" in b["role"].lower() for k, b in bucket_roles.items() if k[0] == registry)
 

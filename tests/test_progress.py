@@ -16,7 +16,7 @@ import tensorflow as tf
 from tf_bigexport import imageformat
 from tf_bigexport.imageformat import chunked
 from tf_bigexport.imageformat.riegeli import RecordReader
-from tf_bigexport.storage.progress import human_bytes
+from tf_bigexport.byte_sizes import human_bytes
 from tf_bigexport.transforms.save import save_progress
 
 SMALL_CHUNK = 4096
@@ -100,15 +100,14 @@ def _published_like(tmp_path: pathlib.Path) -> tuple[pathlib.Path, list]:
 
 
 def test_verify_rereads_draw_progress_on_a_tty(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fsspec
-    from tf_bigexport.storage.transfer import RetryPolicy
+    from tf_bigexport.storage import open_store
     from tf_bigexport.storage.verify import check_entries
     root, entries = _published_like(tmp_path)
     tty = FakeTTY()
     monkeypatch.setattr("sys.stderr", tty)
     infos = {e.path: {"size": e.size} for e in entries}
-    found = check_entries(fsspec.filesystem("file"), str(root), entries, infos, depth="full", workers=2,
-                          retry=RetryPolicy(attempts=1), label="verify v1")
+    store = open_store(str(root))
+    found = check_entries(store, store.root, entries, infos, depth="full", workers=2, label="verify v1")
     assert found == []
     total = sum(e.size for e in entries)
     last = [line for line in tty.getvalue().split("\r") if line][-1]
@@ -117,14 +116,13 @@ def test_verify_rereads_draw_progress_on_a_tty(tmp_path: pathlib.Path, monkeypat
 
 def test_verify_rereads_off_a_tty_log_one_line_per_file(tmp_path: pathlib.Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    import fsspec
-    from tf_bigexport.storage.transfer import RetryPolicy
+    from tf_bigexport.storage import open_store
     from tf_bigexport.storage.verify import check_entries
     root, entries = _published_like(tmp_path)
     infos = {e.path: {"size": e.size} for e in entries}
+    store = open_store(str(root))
     with caplog.at_level(logging.INFO, logger="storage"):
-        check_entries(fsspec.filesystem("file"), str(root), entries, infos, depth="full", workers=1,
-                      retry=RetryPolicy(attempts=1), label="verify v1")
+        check_entries(store, store.root, entries, infos, depth="full", workers=1, label="verify v1")
     ours = [r.getMessage() for r in caplog.records if r.getMessage().startswith("verify v1")]
     assert len(ours) == 3 and ours[-1].startswith("verify v1: finished 2 files, ")
 

@@ -13,7 +13,7 @@ from tf_bigexport.storage import (InvalidNameError, Manifest, ReleaseRecord, Sto
                      build_manifest)
 from tf_bigexport.storage.names import (validate_job_key, validate_model_name, validate_relative_path,
                                         validate_version)
-from tf_bigexport.storage.uris import open_location
+from tf_bigexport.storage import local_path, open_store
 
 
 @pytest.mark.parametrize("name", ["resnet", "bert-large_v2.1", "7"])
@@ -56,15 +56,24 @@ def test_version_policies():
 
 
 def test_registry_uris(tmp_path):
-    loc = open_location(f"file://{tmp_path}/reg/")
-    assert loc.root == f"{tmp_path}/reg" and loc.uri == f"file://{tmp_path}/reg"
-    assert loc.uri_of(loc.join("m", "1")) == f"file://{tmp_path}/reg/m/1"
+    store = open_store(f"file://{tmp_path}/reg/")
+    assert store.root == f"{tmp_path}/reg" and store.uri == f"file://{tmp_path}/reg"
+    assert store.uri_of(store.join("m", "1")) == f"file://{tmp_path}/reg/m/1"
     with pytest.raises(InvalidNameError, match="must not contain '..'"):
-        open_location("gs://bucket/a/../b")
-    with pytest.raises(InvalidNameError, match="is not inside the registry"):
-        loc.path_of("/elsewhere/x")
-    with pytest.raises(InvalidNameError, match="registry URI is empty"):
-        open_location("")
+        open_store("gs://bucket/a/../b")
+    with pytest.raises(InvalidNameError, match="is not inside"):
+        store.path_of("/elsewhere/x")
+    with pytest.raises(InvalidNameError, match="URI is empty"):
+        open_store("")
+
+
+def test_local_paths():
+    assert local_path("/data/reg") == "/data/reg" and local_path("relative/reg") == "relative/reg"
+    assert local_path("file:///data/reg") == "/data/reg"
+    assert local_path("file://localhost/data/reg") == "/data/reg"  # RFC 8089
+    assert local_path("gs://bucket/reg") is None and local_path("memory://x") is None
+    with pytest.raises(InvalidNameError, match="must name a local path"):
+        local_path("file://fileserver/data/reg")
 
 
 def test_manifest_checksums_match_reference_implementations(tmp_path):

@@ -167,7 +167,7 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path, export):
         reg.publish(str(tmp_path / "nowhere"), "m", VersionPolicy.next_integer(), {}, "job")
     with pytest.raises(StorageError, match="is not a staging directory"):
         reg.cleanup_staging(str(tmp_path / "reg" / "m"))
-    with pytest.raises(StorageError, match="is not inside the registry"):
+    with pytest.raises(StorageError, match="is not inside"):
         reg.cleanup_staging("/etc/.staging/x")
     with pytest.raises(StorageError, match="no release record"):
         reg.read_release_record("m", 1)

@@ -74,8 +74,8 @@ def test_with_retries_backs_off_on_transient_and_stops_on_permanent(caplog):
     assert all(0 <= d <= 5 for d in delays)
 
 
-def test_publish_survives_transient_upload_and_copy_failures(registry_target, tmp_path, monkeypatch, caplog):
-    reg = registry_target.registry(retry=FAST)
+def test_publish_survives_transient_upload_and_copy_failures(remote_target, tmp_path, monkeypatch, caplog):
+    reg = remote_target.registry(retry=FAST)
     fs = reg.filesystem
     failures = {"put": set(), "copy": set()}
     lock = threading.Lock()
@@ -106,13 +106,12 @@ def test_publish_survives_transient_upload_and_copy_failures(registry_target, tm
     assert reg.verify_version("m", record.version) == []
     assert len(failures["put"]) == len(export_files(export))
     assert "injected reset" in caplog.text
-    if not registry_target.kind == "local":  # local copies are links/renames, not cp_file
-        assert len(failures["copy"]) == len(export_files(export))
-        assert "injected timeout" in caplog.text
+    assert len(failures["copy"]) == len(export_files(export))
+    assert "injected timeout" in caplog.text
 
 
-def test_permanent_upload_failure_is_not_retried(registry_target, tmp_path, monkeypatch):
-    reg = registry_target.registry(retry=FAST)
+def test_permanent_upload_failure_is_not_retried(remote_target, tmp_path, monkeypatch):
+    reg = remote_target.registry(retry=FAST)
     calls = []
 
     def put_file(lpath, rpath, *args, **kwargs):
@@ -125,8 +124,8 @@ def test_permanent_upload_failure_is_not_retried(registry_target, tmp_path, monk
         reg.publish(str(export), "m", VersionPolicy.next_integer(), {}, "job-p")
     assert len(calls) <= reg.workers and len(set(calls)) == len(calls)  # no file tried twice
     assert reg.list_versions("m") == []
-    fs = registry_target.filesystem()
-    assert read_tree(fs, fs._strip_protocol(registry_target.uri) + "/.staging") == {}
+    fs = remote_target.filesystem()
+    assert read_tree(fs, fs._strip_protocol(remote_target.uri) + "/.staging") == {}
 
 
 class _CountingStream(io.RawIOBase):

@@ -8,10 +8,12 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 
+from tf_bigexport.local_files import write_file
+from tf_bigexport.savedmodel_files import FINGERPRINT_PB
 from tf_bigexport.transforms.elements import ExportState
 from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
 
-FINGERPRINT_FILENAME = "fingerprint.pb"
+FINGERPRINT_FILENAME = FINGERPRINT_PB
 # The fields that identify a model; uuid and version are not content hashes.
 HASH_FIELDS = ("saved_model_checksum", "graph_def_program_hash", "signature_def_hash",
                "saved_object_graph_hash", "checkpoint_hash")
@@ -39,11 +41,7 @@ def read_or_write_fingerprint(saved_dir: str) -> dict[str, Any]:
     """The fingerprint.pb written at save time; created here if the save did not write one."""
     path = os.path.join(saved_dir, FINGERPRINT_FILENAME)
     if not os.path.exists(path):
-        serialized = compute_fingerprint_bytes(saved_dir)
-        temp = path + ".tmp"
-        with open(temp, "wb") as f:
-            f.write(serialized)
-        os.replace(temp, path)
+        write_file(path, compute_fingerprint_bytes(saved_dir))
     with open(path, "rb") as f:
         return fingerprint_dict(f.read())
 

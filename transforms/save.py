@@ -18,6 +18,8 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 import apache_beam as beam
 
+from tf_bigexport.local_files import write_file
+from tf_bigexport.savedmodel_files import PROGRAM_FILES
 from tf_bigexport.storage.progress import Progress
 
 from tf_bigexport.transforms import trace as trace_stage
@@ -31,7 +33,7 @@ SAVED_GOLDEN = "saved_model.golden.npz"
 
 
 def proto_file_of(saved_dir: str) -> str:
-    for name in ("saved_model.cpb", "saved_model.pb"):
+    for name in PROGRAM_FILES:
         if os.path.exists(os.path.join(saved_dir, name)):
             return name
     raise FileNotFoundError(f"{saved_dir}: no saved_model.pb or saved_model.cpb was written")
@@ -101,11 +103,8 @@ def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden
         if os.path.exists(final_dir):
             shutil.rmtree(final_dir)
         os.replace(temp_dir, final_dir)
-        with open(golden_path, "wb") as f:
-            f.write(golden_npz)
-        with open(stamp_path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(stamp)
-        os.replace(stamp_path + ".tmp", stamp_path)  # only a complete save gets a stamp
+        write_file(golden_path, golden_npz)
+        write_file(stamp_path, stamp.encode("utf-8"))  # only a complete save gets a stamp
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
 

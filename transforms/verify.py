@@ -61,25 +61,12 @@ class _CheckStagedObject(beam.DoFn):
             yield job_key, [f"{path}: cannot verify: {describe(e)}"]
 
 
-def local_copy_of_staged(state: ExportState, scratch: str) -> str:
-    """A local directory holding the staged bytes (the staging dir itself when it is local)."""
-    import fsspec
-    uri = state.staging_uri
-    if "://" not in uri or uri.startswith("file://"):
-        return uri[len("file://"):] if uri.startswith("file://") else uri
-    fs, root = fsspec.core.url_to_fs(uri, **dict(state.task.storage_options))
-    target = os.path.join(scratch, "staged")
-    for entry in state.manifest.files:
-        destination = os.path.join(target, *entry.path.split("/"))
-        os.makedirs(os.path.dirname(destination), exist_ok=True)
-        fs.get_file(f"{root.rstrip('/')}/{entry.path}", destination)
-    return target
-
-
 def reload_and_compare(state: ExportState) -> list[str]:
     """Problems found by reloading the staged model in a subprocess (empty list: all good)."""
-    with tempfile.TemporaryDirectory(prefix="tf-bigexport-verify-") as scratch:
-        model_dir = local_copy_of_staged(state, scratch)
+    from tf_bigexport import storage
+    with tempfile.TemporaryDirectory(prefix="tf-bigexport-verify-") as scratch, \
+            storage.local_directory(state.staging_uri, dict(state.task.storage_options),
+                                    [e.path for e in state.manifest.files]) as model_dir:
         inputs = {f"{key}/{name}": value for key, feeds in state.task.sample_inputs.items()
                   for name, value in feeds.items()}
         inputs_path = os.path.join(scratch, "inputs.npz")
