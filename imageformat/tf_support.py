@@ -541,7 +541,9 @@ def enable(*, max_chunk_size: int | None = None) -> None:
 
     ``tf.saved_model.save(..., options=tf.saved_model.SaveOptions(
     experimental_image_format=True))`` then writes through our splitter, and
-    ``tf.saved_model.load`` reads saved_model.cpb. Idempotent; a later call
+    ``tf.saved_model.load`` reads saved_model.cpb (and what builds on it, such as
+    Keras's TFSMLayer); TFLite's converter refuses a .cpb with a message naming
+    the way out (tflite_guard.py). Idempotent; a later call
     may change ``max_chunk_size`` (None: the splitter's default).
     """
     global _enabled, _enabled_max_chunk_size  # pylint: disable=global-statement
@@ -554,6 +556,10 @@ def enable(*, max_chunk_size: int | None = None) -> None:
         _ALLOW_OPTION.acquire()
         _SAVE_PATCHES.acquire()
         _LOAD_PATCHES.acquire()
+        # TFLite's converter reads through TensorFlow's C++ loader, which no patch
+        # reaches: it refuses a .cpb up front instead (imageformat/tflite_guard.py).
+        from tf_bigexport.imageformat import tflite_guard
+        _PatchSet(tflite_guard.patches()).acquire()
         _enabled = True
 
 

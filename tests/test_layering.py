@@ -1,6 +1,7 @@
 """The layering, checked on the source (AST), imports inside functions included.
 
     pipeline -> transforms -> imageformat        transforms -> storage, registries
+    inference -> imageformat, storage
     registries -> storage                        everything -> tf_bigexport/ leaf modules
 
 - no import cycle among our modules;
@@ -18,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"imageformat": "imageformat", "storage": "storage", "transforms": "transforms",
-            "pipeline": "pipeline", "registries": "registries", "tf_bigexport": ""}
+            "pipeline": "pipeline", "registries": "registries", "inference": "inference", "tf_bigexport": ""}
 LEAF = "tf_bigexport"  # the package's own folder holds leaf modules only...
 ENTRY = "tf_bigexport.__main__"  # ...and `python -m tf_bigexport`, which may import anything
 
@@ -140,6 +141,7 @@ ALLOWED_LAYERS = {
     "registries": {LEAF, "registries", "storage"},
     "transforms": {LEAF, "transforms", "imageformat", "storage", "registries"},
     "pipeline": {LEAF, "pipeline", "transforms", "imageformat", "storage", "registries"},
+    "inference": {LEAF, "inference", "imageformat", "storage"},
 }
 FORBIDDEN_THIRD_PARTY = {
     "entry": set(),
@@ -149,6 +151,7 @@ FORBIDDEN_THIRD_PARTY = {
     "registries": {"tensorflow", "apache_beam", "fsspec", "gcsfs", "s3fs"},
     "transforms": {"fsspec", "gcsfs", "s3fs"},
     "pipeline": {"fsspec", "gcsfs", "s3fs"},
+    "inference": {"fsspec", "gcsfs", "s3fs"},
 }
 
 

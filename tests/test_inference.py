@@ -1,0 +1,185 @@
+"""Batch inference on published versions: tf_bigexport.inference with Beam's RunInference.
+
+A .cpb version published to each registry backend (local disk, the GCS and S3
+emulators) runs through RunInference on the DirectRunner, plain and keyed, and
+every prediction equals a direct call of the signature; the model is loaded
+once per worker process however many threads run the DoFn.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that
+
+from tf_bigexport import imageformat
+from tf_bigexport.inference import SavedModelHandlerNumpy, SavedModelHandlerTensor, version_cache
+from tf_bigexport.storage import VersionPolicy
+
+sys.path.insert(0, os.path.dirname(__file__))
+import tf_model_zoo  # noqa: E402
+
+EXAMPLES = [np.array([i, i + 0.5, -i], dtype=np.float32) for i in range(10)]
+
+
+def save_multi_head_cpb(export_dir: Path) -> Path:
+    """Two signatures (one with two outputs), saved split into many chunks."""
+    model = tf_model_zoo.MultiHead()
+    imageformat.save(model, str(export_dir), signatures={"scores": model.scores, "count": model.count},
+                     max_chunk_size=256)
+    assert (export_dir / "saved_model.cpb").exists()
+    return export_dir
+
+
+def save_scaler_cpb(export_dir: Path) -> Path:
+    model = tf_model_zoo.Scaler()
+    imageformat.save(model, str(export_dir), signatures=model.__call__, max_chunk_size=256)
+    assert (export_dir / "saved_model.cpb").exists()
+    return export_dir
+
+
+@pytest.fixture(scope="module")
+def scaler_export(tmp_path_factory) -> Path:
+    return save_scaler_cpb(tmp_path_factory.mktemp("scaler") / "export")
+
+
+def direct_outputs(export_dir: Path, signature: str, examples: list[np.ndarray]) -> dict[str, np.ndarray]:
+    function = imageformat.load(str(export_dir)).signatures[signature]
+    (name,) = function.structured_input_signature[1]
+    return {key: value.numpy() for key, value in function(**{name: tf.constant(np.stack(examples))}).items()}
+
+
+def equals_direct_calls(expected: dict[str, np.ndarray], examples: list[np.ndarray], keyed: bool = False):
+    """An assert_that matcher: every example's prediction is its row of `expected`."""
+    def check(results):
+        assert len(results) == len(examples)
+        for result in results:
+            key, result = result if keyed else (None, result)
+            index = next(i for i, example in enumerate(examples) if np.array_equal(example, result.example))
+            if keyed:
+                assert key == f"example-{index}"
+            assert sorted(result.inference) == sorted(expected)
+            for name, rows in expected.items():
+                np.testing.assert_array_equal(np.asarray(result.inference[name]), rows[index])
+    return check
+
+
+def run_pipeline(build, options: dict | None = None):
+    pipeline = beam.Pipeline(options=PipelineOptions(flags=[], **(options or {})))
+    build(pipeline)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def test_cpb_version_published_to_each_backend_runs_in_runinference(registry_target, scaler_export, tmp_path):
+    registry = registry_target.registry()
+    record = registry.publish(str(scaler_export), "scaler", VersionPolicy.next_integer(), {}, "scaler.run-1")
+    handler = SavedModelHandlerNumpy(record.uri, storage_options=registry_target.storage_options,
+                                     cache_dir=str(tmp_path / "cache"), max_batch_size=4)
+    expected = direct_outputs(scaler_export, "serving_default", EXAMPLES)
+
+    def build(p):
+        predictions = p | beam.Create(EXAMPLES) | RunInference(handler)
+        assert_that(predictions, equals_direct_calls(expected, EXAMPLES))
+    run_pipeline(build)
+    if registry_target.kind != "local":  # downloaded once, into the cache
+        assert len(os.listdir(tmp_path / "cache")) == 1
+
+
+def test_keyed_examples_and_a_second_signature(scaler_export, tmp_path):
+    export_dir = save_multi_head_cpb(tmp_path / "multi")
+    features = [np.arange(4, dtype=np.float32) * i for i in range(6)]
+    expected = direct_outputs(export_dir, "scores", features)
+    handler = KeyedModelHandler(SavedModelHandlerNumpy(str(export_dir), signature="scores"))
+
+    def build(p):
+        keyed = p | beam.Create([(f"example-{i}", f) for i, f in enumerate(features)])
+        assert_that(keyed | RunInference(handler), equals_direct_calls(expected, features, keyed=True))
+    run_pipeline(build)
+
+
+def test_tensor_handler_and_a_custom_inference_fn(scaler_export):
+    def inference_fn(model, batch, inference_args, model_id):
+        beam.metrics.Metrics.distribution("test", "batch_size").update(len(batch))
+        outputs = model(x=tf.stack(batch))
+        return [beam.ml.inference.base.PredictionResult(e, {"doubled": 2 * row}, model_id)
+                for e, row in zip(batch, outputs["output_0"])]
+
+    examples = [tf.constant(e) for e in EXAMPLES[:4]]
+    expected = {"doubled": 2 * direct_outputs(scaler_export, "serving_default", EXAMPLES[:4])["output_0"]}
+    handler = SavedModelHandlerTensor(str(scaler_export), inference_fn=inference_fn, min_batch_size=4,
+                                      max_batch_size=4)
+
+    def build(p):
+        predictions = p | beam.Create(examples) | RunInference(handler)
+        assert_that(predictions | beam.Map(lambda r: r._replace(example=r.example.numpy())),
+                    equals_direct_calls(expected, EXAMPLES[:4]))
+    result = run_pipeline(build)
+    [sizes] = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("test").with_name("batch_size"))["distributions"]
+    assert (sizes.committed.count, sizes.committed.min, sizes.committed.max) == (1, 4, 4)
+
+
+def test_model_is_loaded_once_per_worker_and_shared_by_its_threads(scaler_export):
+    handler = SavedModelHandlerNumpy(str(scaler_export), max_batch_size=1)
+    expected = direct_outputs(scaler_export, "serving_default", EXAMPLES)
+
+    def build(p):
+        predictions = (p | beam.Create(EXAMPLES) | beam.Reshuffle() | RunInference(handler))
+        assert_that(predictions, equals_direct_calls(expected, EXAMPLES))
+    result = run_pipeline(build, {"direct_running_mode": "multi_threading", "direct_num_workers": 2})
+    loads = result.metrics().query(beam.metrics.MetricsFilter().with_name("load_model_latency_milli_secs"))
+    assert sum(d.committed.count for d in loads["distributions"]) == 1
+    inferences = result.metrics().query(beam.metrics.MetricsFilter().with_name("num_inferences"))
+    assert sum(c.committed for c in inferences["counters"]) == len(EXAMPLES)
+
+
+def test_bad_uri_signature_and_inputs_fail_with_clear_messages(scaler_export, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such version directory"):
+        SavedModelHandlerNumpy(str(tmp_path / "missing")).load_model()
+    with pytest.raises(ValueError, match=r"no signature 'nope' \(signatures: serving_default\)"):
+        SavedModelHandlerNumpy(str(scaler_export), signature="nope").load_model()
+    model = SavedModelHandlerNumpy(str(scaler_export)).load_model()
+    with pytest.raises(ValueError, match=r"takes inputs \['x'\]; an example has \['y'\]"):
+        model.batch_inputs([{"y": EXAMPLES[0]}], np.stack)
+
+
+def test_a_partial_download_never_becomes_the_cached_copy(gcs_emulator, scaler_export, tmp_path):
+    from tf_bigexport.storage import Registry
+    registry = Registry(gcs_emulator.uri("partial"), storage_options=dict(gcs_emulator.storage_options))
+    record = registry.publish(str(scaler_export), "scaler", VersionPolicy.next_integer(), {}, "scaler.run-1")
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError):
+        version_cache.local_version_dir(record.uri + "-gone", storage_options=dict(gcs_emulator.storage_options),
+                                        cache_dir=str(cache))
+    assert os.listdir(cache) == []  # the failed attempt left nothing behind
+    local = version_cache.local_version_dir(record.uri, storage_options=dict(gcs_emulator.storage_options),
+                                            cache_dir=str(cache))
+    files = lambda root: sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*") if p.is_file())
+    assert files(local) == files(scaler_export)  # (an empty assets/ has no object to copy)
+
+
+def test_docs_example_pipeline_writes_predictions_equal_to_direct_calls(scaler_export, tmp_path):
+    """docs/examples/batch_inference.py, as docs/inference.md runs it (DirectRunner)."""
+    from hostile_testkit import REPO, child_env
+    import json
+    import subprocess
+
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text("".join(json.dumps({"id": f"e{i}", "x": e.tolist()}) + "\n" for i, e in enumerate(EXAMPLES)))
+    done = subprocess.run([sys.executable, "docs/examples/batch_inference.py", "--model_uri", str(scaler_export),
+                           "--input", str(examples), "--output", str(tmp_path / "out" / "part")],
+                          cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for f in sorted((tmp_path / "out").glob("part*.jsonl")) for line in f.read_text().splitlines()]
+    expected = direct_outputs(scaler_export, "serving_default", EXAMPLES)["output_0"]
+    assert sorted(line["id"] for line in lines) == sorted(f"e{i}" for i in range(len(EXAMPLES)))
+    for line in lines:
+        np.testing.assert_array_equal(np.asarray(line["output_0"], dtype=np.float32), expected[int(line["id"][1:])])
