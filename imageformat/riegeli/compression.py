@@ -149,14 +149,16 @@ def _brotli_pieces(stream: memoryview, size: int) -> Iterator[bytes]:
     produced = 0
     try:
         piece = decoder.process(stream, output_buffer_limit=_PIECE)
-        while True:
+        # can_accept_more_data() is no end test: it turns true whenever the
+        # decoder's output buffer drained, although input it already holds may
+        # still decode to more (streams of 64 MiB and more stopped early).
+        # Decode until the stream says it is finished or nothing comes out.
+        while piece:
             produced += len(piece)
             yield piece
-            if produced > size or decoder.is_finished() or decoder.can_accept_more_data():
+            if produced > size or decoder.is_finished():
                 break
             piece = decoder.process(b"", output_buffer_limit=_PIECE)
-            if not piece:
-                break
     except brotli.error as exc:
         raise DecompressionError(f"brotli: {exc}") from None
     if produced <= size and not decoder.is_finished():
