@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping
 
 from google.protobuf.message import DecodeError, Message
 
-from tf_bigexport.imageformat import merger, splitter
+from tf_bigexport.imageformat import merger, program_files, splitter
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.limits import MAX_PB_BYTES, ReadLimits
 from tf_bigexport.imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat.protoscan import MalformedProto, MessageBudget
 from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
 from tf_bigexport.local_files import replacing
 from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB, SAVED_MODEL_PBTXT
@@ -71,14 +73,17 @@ def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_di
 
 def read_saved_model(export_dir: str | os.PathLike, *,
                      skip_large_constants: bool = False,
-                     graph_constants: dict | None = None) -> "saved_model_pb2.SavedModel":
+                     graph_constants: dict | None = None,
+                     limits: ReadLimits | None = None) -> "saved_model_pb2.SavedModel":
     """Reads the SavedModel proto of ``export_dir``: .pb, else .pbtxt, else .cpb (merged).
 
     The preference is the one of TensorFlow's Python loader (and of
     ``imageformat.load``). ``skip_large_constants`` (.cpb only) leaves the
     tensor_content of constants stored as separate chunks empty and does not
     read them: enough to inspect signatures and the graph structure.
-    ``graph_constants`` (.cpb only): see merger.merge.
+    ``graph_constants`` (.cpb only): see merger.merge. The file is read under
+    ``limits`` (default: derived from its size, see limits.py); FIFOs, devices
+    and other special files are refused (program_files).
     """
     from tensorflow.core.protobuf import saved_model_pb2  # heavy import, only when needed
 
@@ -86,24 +91,18 @@ def read_saved_model(export_dir: str | os.PathLike, *,
     pb = os.path.join(export_dir, SAVED_MODEL_PB)
     pbtxt = os.path.join(export_dir, SAVED_MODEL_PBTXT)
     cpb = os.path.join(export_dir, SAVED_MODEL_CPB)
-    if os.path.exists(pb):
-        saved_model = saved_model_pb2.SavedModel()
-        with open(pb, "rb") as f:
-            try:
-                saved_model.ParseFromString(f.read())
-            except DecodeError as e:
-                raise ChunkedFormatError(pb, f"not a valid SavedModel: {e}") from None
-        return saved_model
-    if os.path.exists(pbtxt):
+    if os.path.lexists(pb):
+        return program_files.read_pb(pb, limits)
+    if os.path.lexists(pbtxt):
         from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
-        with open(pbtxt, encoding="utf-8") as f:
-            try:
-                return text_format.Parse(f.read(), saved_model_pb2.SavedModel())
-            except text_format.ParseError as e:
-                raise ChunkedFormatError(pbtxt, f"not a valid SavedModel: {e}") from None
-    if os.path.exists(cpb):
+        text = program_files.read_regular(pbtxt, MAX_PB_BYTES, "a text protobuf")
+        try:
+            return text_format.Parse(text.decode("utf-8"), saved_model_pb2.SavedModel())
+        except (text_format.ParseError, UnicodeDecodeError) as e:
+            raise ChunkedFormatError(pbtxt, f"not a valid SavedModel: {e}") from None
+    if os.path.lexists(cpb):
         return read_chunked(cpb, saved_model_pb2.SavedModel, skip_large_constants=skip_large_constants,
-                            graph_constants=graph_constants)
+                            graph_constants=graph_constants, limits=limits)
     raise FileNotFoundError(f"{export_dir}: no {SAVED_MODEL_PB}, {SAVED_MODEL_PBTXT} or {SAVED_MODEL_CPB}")
 
 
@@ -141,26 +140,42 @@ def _write_whole(f: BinaryIO, plan: splitter.SplitPlan, progress: WriteProgress 
 
 
 def read_chunked(src: str | os.PathLike | BinaryIO, message_type: type[Message], *,
-                 skip_large_constants: bool = False, graph_constants: dict | None = None) -> Message:
+                 skip_large_constants: bool = False, graph_constants: dict | None = None,
+                 limits: ReadLimits | None = None) -> Message:
     """Merges the chunked proto file ``src`` (path or binary file) into a new ``message_type``."""
-    with ChunkedFile(src) as chunked_file:
+    with ChunkedFile(src, limits=limits) as chunked_file:
         return merger.merge(chunked_file, chunked_file.metadata, message_type,
                             skip_large_constants=skip_large_constants, graph_constants=graph_constants)
 
 
-class ChunkedFile:
-    """An open .cpb: its ChunkMetadata, and its chunks by index (a merger.ChunkSource)."""
+def check_chunked(src: str | os.PathLike | BinaryIO, message_type: type[Message] | None = None, *,
+                  limits: ReadLimits | None = None) -> None:
+    """Reads a chunked proto file the way a merge would, without building the message:
+    the ChunkedMessage tree is checked, every chunk read (hashes, sizes) and every
+    message chunk's message count taken. Raises what read_chunked would."""
+    with ChunkedFile(src, limits=limits) as chunked_file:
+        merger.check(chunked_file, chunked_file.metadata, message_type)
 
-    def __init__(self, src: str | os.PathLike | BinaryIO, *, name: str | None = None):
+
+class ChunkedFile:
+    """An open .cpb: its ChunkMetadata, and its chunks by index (a merger.ChunkSource).
+
+    ``budget`` counts the protobuf messages parsed from the file (its
+    ChunkMetadata here, its message chunks in the merger) under ``limits``.
+    """
+
+    def __init__(self, src: str | os.PathLike | BinaryIO, *, name: str | None = None,
+                 limits: ReadLimits | None = None):
         if isinstance(src, (str, os.PathLike)):
             self.name = name or os.fspath(src)
             src = self.name
         else:
             self.name = name or str(getattr(src, "name", "<stream>"))
         try:
-            self._reader = RecordReader(src, name=self.name)
+            self._reader = RecordReader(src, name=self.name, limits=limits)
         except RiegeliError as e:
             raise ChunkedFormatError(self.name, f"not a Riegeli/records file: {e.reason}") from None
+        self.budget = MessageBudget(self.name, self._reader.limits)
         try:
             self.metadata = self._read_metadata()
         except BaseException:
@@ -175,8 +190,9 @@ class ChunkedFile:
                                                 f"{_where(e)}{e.reason}") from None
         metadata = chunk_pb2.ChunkMetadata()
         try:
+            self.budget.admit(data, chunk_pb2.ChunkMetadata.DESCRIPTOR, "the ChunkMetadata (last record)")
             metadata.ParseFromString(data)
-        except DecodeError as e:
+        except (DecodeError, MalformedProto) as e:
             raise ChunkedFormatError(self.name, f"last record is not a ChunkMetadata: {e}") from None
         merger.check_version(metadata, self.name)
         return metadata

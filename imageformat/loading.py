@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_bigexport.imageformat import tf_support
+from tf_bigexport.imageformat import program_files, tf_support
 
 
 def load(export_dir: str | os.PathLike, tags: Any = None,
@@ -18,6 +18,10 @@ def load(export_dir: str | os.PathLike, tags: Any = None,
     TensorFlow restores functions and constants from it piece by piece. Large
     graph constants of a TF2 SavedModel skip the proto: their records go
     straight into the restored tensors (tf_support.chunked_loading).
+    A local directory holding FIFOs, devices or links out of it is refused
+    before TensorFlow opens any of its files (program_files.check_tree).
     """
+    if program_files.is_local(export_dir):
+        program_files.check_tree(export_dir)
     with tf_support.chunked_loading():
         return tf.saved_model.load(os.fspath(export_dir), tags=tags, options=options)

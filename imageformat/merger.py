@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from tf_bigexport.imageformat import fieldpath
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
 from tf_bigexport.imageformat.proto import chunk_pb2
+from tf_bigexport.imageformat.protoscan import MalformedProto
 
 JOIN_VERSION = 0
 MESSAGE = chunk_pb2.ChunkInfo.MESSAGE
@@ -107,6 +108,17 @@ def merge(chunks: Sequence[Chunk] | ChunkSource,
     return _Merger(source, skip_large_constants, graph_constants).run(root, message_type)
 
 
+def check(source: ChunkSource, metadata: chunk_pb2.ChunkMetadata, message_type: type[M] | None = None) -> None:
+    """What ``merge`` checks and reads, without building the message: the tree,
+    every chunk (read once, then dropped) and, when the source has a message
+    budget, the message count of every message chunk at its place in the schema."""
+    if message_type is None:
+        from tensorflow.core.protobuf import saved_model_pb2  # heavy import, only when needed
+        message_type = saved_model_pb2.SavedModel
+    check_version(metadata, source.name)
+    _Merger(source, False).check(metadata.message, message_type)
+
+
 def check_version(metadata: chunk_pb2.ChunkMetadata, name: str) -> None:
     if metadata.version.join_version > JOIN_VERSION:
         raise ChunkedFormatError(name, f"written for merger version {metadata.version.join_version}; "
@@ -146,6 +158,31 @@ class _Merger:
 
     def fail(self, problem: str) -> ChunkedFormatError:
         return ChunkedFormatError(self.source.name, problem)
+
+    def check(self, root: chunk_pb2.ChunkedMessage, message_type: type[M]) -> None:
+        plan = self._compile(root, message_type.DESCRIPTOR, message_type.DESCRIPTOR.name, 0)
+        pending = [(plan, message_type.DESCRIPTOR)]
+        while pending:
+            plan, descriptor = pending.pop()
+            if plan.chunk is not None:
+                self._read_message_chunk(plan.chunk, descriptor, plan.label)
+            for f in plan.fields:
+                if f.nested is not None:
+                    pending.append((f.nested, f.steps[-1].target_type))
+                elif not f.steps:
+                    self._read_message_chunk(f.chunk, descriptor, f.label)
+                else:
+                    self.source.read(f.chunk)
+
+    def _read_message_chunk(self, index: int, descriptor: Descriptor, label: str):
+        data = self.source.read(index)
+        budget = getattr(self.source, "budget", None)
+        if budget is not None and not isinstance(data, Message):
+            try:
+                budget.admit(data, descriptor, f"chunk {index} ({label})")
+            except MalformedProto as e:
+                raise self.fail(f"chunk {index} ({label}) is not a valid {descriptor.full_name}: {e}") from None
+        return data
 
     def run(self, root: chunk_pb2.ChunkedMessage, message_type: type[M]) -> M:
         plan = self._compile(root, message_type.DESCRIPTOR, message_type.DESCRIPTOR.name, 0)
@@ -226,7 +263,7 @@ class _Merger:
                 self._set_bytes(parent, f.steps[-1], f.chunk, f.label)
 
     def _merge_chunk(self, index: int, message: Message, label: str) -> None:
-        data = self.source.read(index)
+        data = self._read_message_chunk(index, message.DESCRIPTOR, label)
         if isinstance(data, Message):
             if data.DESCRIPTOR is not message.DESCRIPTOR:
                 raise self.fail(f"chunk {index} is a {data.DESCRIPTOR.full_name} but {label} "

@@ -378,21 +378,24 @@ _SPLITTER_MODULE = _SplitterModule()
 
 @functools.wraps(_ORIGINAL_PARSE_SAVED_MODEL)
 def _parse_saved_model(export_dir: Any) -> Any:
+    from tf_bigexport.imageformat import chunked, program_files  # pylint: disable=import-outside-toplevel
     directory = os.fsdecode(os.fspath(export_dir))
-    has_plain = any(
-        file_io.file_exists(file_io.join(directory, name))
-        for name in (constants.SAVED_MODEL_FILENAME_PB, constants.SAVED_MODEL_FILENAME_PBTXT))
-    cpb_path = file_io.join(directory, constants.SAVED_MODEL_FILENAME_CPB)
-    # Same preference as TensorFlow's internal build: .pb, then .pbtxt, then .cpb.
-    if has_plain or not file_io.file_exists(cpb_path):
+    if not program_files.is_local(directory):  # object stores: TensorFlow's file layer, .pb/.pbtxt only
         return _ORIGINAL_PARSE_SAVED_MODEL(export_dir)
-    from tf_bigexport.imageformat import chunked  # pylint: disable=import-outside-toplevel
-    held_out = _loaded_constants.get()
+    # Local directories: our readers, with TensorFlow's preference (.pb, then .pbtxt, then
+    # .cpb), refusing special files and reading within the limits of limits.py.
+    names = (constants.SAVED_MODEL_FILENAME_PB, constants.SAVED_MODEL_FILENAME_PBTXT,
+             constants.SAVED_MODEL_FILENAME_CPB)
+    path = next((os.path.join(directory, name) for name in names
+                 if os.path.lexists(os.path.join(directory, name))), None)
+    if path is None:
+        return _ORIGINAL_PARSE_SAVED_MODEL(export_dir)  # TensorFlow's "does not exist" error
+    held_out = _loaded_constants.get() if path.endswith(".cpb") else None
     try:
         saved_model = chunked.read_saved_model(directory, graph_constants=held_out)
     except (ValueError, message.DecodeError) as error:
         # TensorFlow's loaders report unreadable program files as IOError.
-        raise IOError(f"Cannot parse file {cpb_path}: {error}") from error
+        raise IOError(f"Cannot parse file {path}: {error}") from error
     if held_out and not _restores_constants_by_object(saved_model):
         _put_back(saved_model, held_out)  # a TF1 model: its whole graph gets imported
     return saved_model

@@ -7,22 +7,29 @@ import json
 import sys
 from typing import Any
 
+from tf_bigexport.imageformat.fingerprints import HASH_FIELDS, fingerprint_dict
 from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport import storage
 from tf_bigexport.pipeline.locations import list_files, open_file
 from tf_bigexport.savedmodel_files import FINGERPRINT_PB as FINGERPRINT_FILE
 from tf_bigexport.savedmodel_files import PROGRAM_FILES
 
+_MAX_FINGERPRINT_BYTES = 1 << 16
+
 
 def describe_model(location: str) -> dict[str, Any]:
     """Everything `inspect` prints, as a JSON-able dict."""
+    root = storage.local_path(location)
+    if root is not None:
+        from tf_bigexport.imageformat import program_files
+        program_files.check_tree(root)  # no FIFO, device or link out is ever opened
     files = list_files(location)
     names = {path for path, _ in files}
     proto_file = next((p for p in PROGRAM_FILES if p in names), None)
     if proto_file is None:
         raise FileNotFoundError(f"{location}: neither saved_model.cpb nor saved_model.pb is there")
-    saved_model = _read_saved_model(location, proto_file)
+    saved_model, layout = _read_program(location, proto_file)
     fingerprint = _read_fingerprint(location) if FINGERPRINT_FILE in names else None
-    layout = _chunk_layout(location, proto_file) if proto_file.endswith(".cpb") else None
     return {
         "location": location,
         "proto_file": proto_file,
@@ -33,43 +40,40 @@ def describe_model(location: str) -> dict[str, Any]:
     }
 
 
-def _read_saved_model(location: str, proto_file: str):
+def _read_program(location: str, proto_file: str):
+    """(SavedModel, chunk layout or None), read under the format library's limits."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from tf_bigexport.imageformat.chunked import read_chunked
+    from tf_bigexport.imageformat import merger, program_files
+    from tf_bigexport.imageformat.chunked import ChunkedFile
+    from tf_bigexport.imageformat.limits import MAX_PB_BYTES
+    name = f"{location}/{proto_file}"
     with open_file(location, proto_file) as f:
-        if proto_file.endswith(".cpb"):
+        if not proto_file.endswith(".cpb"):
+            return program_files.parse_pb(f.read(MAX_PB_BYTES + 1), name), None
+        with ChunkedFile(f, name=name) as chunked_file:
             # Signatures and structure only: large constant chunks are left unread.
-            return read_chunked(f, saved_model_pb2.SavedModel, skip_large_constants=True)
-        data = f.read()
-    try:
-        return saved_model_pb2.SavedModel.FromString(data)
-    except Exception as e:  # protobuf's DecodeError says little; name the file
-        raise ValueError(f"{location}/{proto_file}: not a valid SavedModel proto ({e})") from None
+            saved_model = merger.merge(chunked_file, chunked_file.metadata, saved_model_pb2.SavedModel,
+                                       skip_large_constants=True)
+            return saved_model, _chunk_layout(chunked_file.metadata)
 
 
 def _read_fingerprint(location: str) -> dict[str, str]:
-    from tensorflow.core.protobuf import fingerprint_pb2
     with open_file(location, FINGERPRINT_FILE) as f:
-        data = f.read()
-    try:
-        proto = fingerprint_pb2.FingerprintDef.FromString(data)
-    except Exception as e:
-        raise ValueError(f"{location}/{FINGERPRINT_FILE}: not a valid FingerprintDef ({e})") from None
-    return {field: str(getattr(proto, field)) for field in (
-        "saved_model_checksum", "graph_def_program_hash", "signature_def_hash",
-        "saved_object_graph_hash", "checkpoint_hash")}
+        data = f.read(_MAX_FINGERPRINT_BYTES + 1)
+    if len(data) > _MAX_FINGERPRINT_BYTES:  # a FingerprintDef is a few dozen bytes
+        raise ValueError(f"{location}/{FINGERPRINT_FILE}: larger than {_MAX_FINGERPRINT_BYTES} bytes; "
+                         "not a FingerprintDef")
+    fields = fingerprint_dict(data, name=f"{location}/{FINGERPRINT_FILE}")
+    return {field: fields[field] for field in HASH_FIELDS}
 
 
-def _chunk_layout(location: str, proto_file: str) -> dict[str, Any]:
+def _chunk_layout(metadata) -> dict[str, Any]:
     from tensorflow.core.protobuf import saved_model_pb2
 
     from tf_bigexport.imageformat import fieldpath
     from tf_bigexport.imageformat.proto import chunk_pb2
-    from tf_bigexport.imageformat.riegeli import RecordReader
 
-    with open_file(location, proto_file) as f, RecordReader(f, name=f"{location}/{proto_file}") as reader:
-        metadata = chunk_pb2.ChunkMetadata.FromString(reader.read_last_record())
     chunks = [{"index": i, "type": chunk_pb2.ChunkInfo.Type.Name(c.type), "size": c.size, "offset": c.offset}
               for i, c in enumerate(metadata.chunks)]
     fields: list[dict[str, Any]] = []

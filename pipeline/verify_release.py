@@ -46,7 +46,7 @@ def verify_release(uri: str) -> tuple[list[str], list[str]]:
     """(report lines, problems); each problem names the file it is about."""
     from tf_bigexport import storage
 
-    from tf_bigexport.transforms.fingerprint import HASH_FIELDS, compute_fingerprint_bytes, fingerprint_dict
+    from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict, fingerprint_mismatches
 
     registry_uri, model, version = split_version_uri(uri)
     registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
@@ -70,14 +70,15 @@ def verify_release(uri: str) -> tuple[list[str], list[str]]:
                 report.append(f"riegeli {entry.path}: FAILED")
         recorded = record.fingerprint or {}
         try:
+            # Our readers check what TensorFlow's C++ will read before it does.
             recomputed = fingerprint_dict(compute_fingerprint_bytes(local))
-        except ValueError as e:
-            problems.append(f"fingerprint.pb: {e}")
+        except (OSError, ValueError) as e:
+            problems.append(f"tensorflow fingerprint: {e}")  # the error names the file refused
             recomputed = None
     if recomputed is not None:
-        differing = [f for f in HASH_FIELDS if str(recorded.get(f)) != recomputed[f]]
+        differing = fingerprint_mismatches(recorded, recomputed)
         if differing:
-            problems += [f"fingerprint.pb: {f} recorded {recorded.get(f)}, recomputed {recomputed[f]}" for f in differing]
+            problems += [f"fingerprint.pb: {line}" for line in differing]
             report.append("tensorflow fingerprint: MISMATCH")
         else:
             report.append(f"tensorflow fingerprint: ok (singleprint {recomputed['singleprint']})")

@@ -143,16 +143,3 @@ def test_bad_keys_are_refused():
     for key in [(1, 2, 3), (1, 2, 3, -1), (1, 2, 3, 2**64), (1, 2, 3, "4")]:
         with pytest.raises((ValueError, TypeError)):
             hash64(b"x", key)
-
-
-def test_bytes_filler_hands_out_bytes_once_no_view_remains():
-    filler = _highwayhash.BytesFiller(10)
-    view = memoryview(filler)
-    view[:] = b"0123456789"
-    with pytest.raises(BufferError):
-        filler.take()
-    view.release()
-    out = filler.take()
-    assert type(out) is bytes and out == b"0123456789"
-    with pytest.raises(BufferError):
-        filler.take()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tf_bigexport.imageformat._bytesfiller import BytesFiller
 from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
 from tf_bigexport.imageformat.riegeli.chunk_header import METADATA, PADDING, SIGNATURE
 from tf_bigexport.imageformat.riegeli.hashing import OVERLAP_THRESHOLD
@@ -245,3 +246,16 @@ def test_decompression_in_many_pieces(size, piece, compression):
         assert list(RecordReader(io.BytesIO(out.getvalue()))) == [record]
     finally:
         codec._PIECE = saved
+
+
+def test_bytes_filler_hands_out_bytes_once_no_view_remains():
+    filler = BytesFiller(10)
+    view = memoryview(filler)
+    view[:] = b"0123456789"
+    with pytest.raises(BufferError):
+        filler.take()
+    view.release()
+    out = filler.take()
+    assert type(out) is bytes and out == b"0123456789"
+    with pytest.raises(BufferError):
+        filler.take()

@@ -37,7 +37,7 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
     import tensorflow as tf
 
     from tf_bigexport import imageformat
-    from tf_bigexport.transforms.fingerprint import compute_fingerprint_bytes, fingerprint_dict
+    from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict
 
     with np.load(inputs_npz, allow_pickle=False) as npz:
         inputs = {k: npz[k] for k in npz.files}

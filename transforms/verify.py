@@ -25,7 +25,7 @@ import apache_beam as beam
 
 from tf_bigexport.transforms import trace as trace_stage
 from tf_bigexport.transforms.elements import ExportState
-from tf_bigexport.transforms.fingerprint import fingerprint_mismatches
+from tf_bigexport.imageformat.fingerprints import fingerprint_mismatches
 from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter, describe, log
 
 RELOAD_TIMEOUT_SECONDS = 3600

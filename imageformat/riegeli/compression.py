@@ -5,28 +5,50 @@ stream; with compression "none" the block is the raw bytes.  Decompression is
 streamed in bounded pieces and stops as soon as output passes the declared
 size, so a forged size or a decompression bomb costs at most the allowed
 limit, never an allocation taken on trust from the file.
+
+Decoders: brotli and zstd streams go to the ``brotli`` and ``zstandard``
+packages (our writer uses them too).  Two kinds of streams Google's C++
+Riegeli writes need more:
+
+* snappy ('s'): ``cramjam`` (maintained, memory-safe Rust, wheels for every
+  platform we support), decoding straight into the record buffer, whose size
+  is the declared one: the stream cannot write past it.
+* brotli with a window over 16 MiB (Riegeli's window_log 25..30) uses the
+  "large window" extension of RFC 7932, which the ``brotli`` package's
+  decoder never enables; ``cramjam``'s decoder accepts it, again into the
+  record buffer.  Such a stream starts with the 7 bits 0010001, which the
+  standard format reserves, so the two cannot be confused.
+* zstd frames with window_log above 27 (zstd's default decoding limit) are
+  accepted up to the window the declared size needs (at most 2 GiB), so a
+  frame cannot make the decoder reserve more than what it will produce.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import brotli
+import cramjam
 import zstandard
 
-from tf_bigexport.imageformat._highwayhash import BytesFiller  # output buffer that becomes the record
+from tf_bigexport.imageformat._bytesfiller import BytesFiller  # output buffer that becomes the record
 from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError
 from tf_bigexport.imageformat.riegeli.varint import decode_varint, encode_varint
 
 NONE = 0
 BROTLI = ord("b")
 ZSTD = ord("z")
+SNAPPY = ord("s")
 
-COMPRESSION_TYPES = {"none": NONE, "brotli": BROTLI, "zstd": ZSTD}
+COMPRESSION_TYPES = {"none": NONE, "brotli": BROTLI, "zstd": ZSTD}  # what our writer writes
+DECODABLE = (NONE, BROTLI, ZSTD, SNAPPY)
 DEFAULT_LEVELS = {"none": None, "brotli": 6, "zstd": 3}
-_NAMES = {NONE: "none", BROTLI: "brotli", ZSTD: "zstd", ord("s"): "snappy"}
+_NAMES = {NONE: "none", BROTLI: "brotli", ZSTD: "zstd", SNAPPY: "snappy"}
 
 _PIECE = 16 << 20  # decompressor output per step
 _PLAUSIBLE_RATIO = 64  # preallocate output up to this many bytes per compressed byte
+_SNAPPY_MAX_RATIO = 32  # a 2-byte snappy copy element yields at most 64 bytes
+_ZSTD_DEFAULT_WINDOW = 1 << 27  # zstd's own default decoding limit (window_log 27)
+_ZSTD_MAX_WINDOW = 1 << 31  # window_log 31, zstd's maximum on 64-bit
 
 
 class DecompressionError(ChunkFormatError):
@@ -69,6 +91,10 @@ def decompress_block(compression: int, block: memoryview, max_size: int) -> byte
     stream = block[start:]
     if size == 0 and len(stream) == 0:
         return b""
+    if compression == SNAPPY:
+        return _snappy(stream, size)
+    if compression == BROTLI and len(stream) and stream[0] & 0x7F == 0x11:
+        return _brotli_large_window(stream, size)
     plausible = size <= _PLAUSIBLE_RATIO * len(stream) + _PIECE
     if compression == ZSTD and plausible:
         return _zstd_exact(stream, size)
@@ -114,7 +140,7 @@ def _zstd_exact(stream: memoryview, size: int) -> bytes:
     view = memoryview(filler)
     got = 0
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
+        reader = _zstd_decompressor(size).stream_reader(stream, read_across_frames=False)
         while got < size:
             n = reader.readinto(view[got:])
             if not n:
@@ -130,9 +156,47 @@ def _zstd_exact(stream: memoryview, size: int) -> bytes:
     return filler.take()
 
 
+def _zstd_decompressor(size: int) -> zstandard.ZstdDecompressor:
+    """A decoder whose window may be as large as ``size`` needs (Riegeli writes frames
+    with window_log up to 31), never larger than zstd's default unless it must."""
+    window = max(_ZSTD_DEFAULT_WINDOW, 1 << max(size - 1, 1).bit_length())
+    return zstandard.ZstdDecompressor(max_window_size=min(window, _ZSTD_MAX_WINDOW))
+
+
+def _into_record(decode, stream: memoryview, size: int, codec: str) -> bytes:
+    """Runs ``decode(stream, buffer)`` into a bytes object of exactly ``size`` bytes."""
+    filler = BytesFiller(size)
+    view = memoryview(filler)
+    try:
+        got = decode(stream, view)
+    except cramjam.DecompressionError as exc:
+        raise DecompressionError(f"{codec}: {exc}") from None
+    finally:
+        view.release()
+    if got != size:
+        raise DecompressionError(f"decompressed to {got} bytes, declared {size}")
+    return filler.take()
+
+
+def _snappy(stream: memoryview, size: int) -> bytes:
+    if size > _SNAPPY_MAX_RATIO * len(stream) + 32:
+        raise DecompressionError(f"declared size {size} is more than snappy can encode in "
+                                 f"{len(stream)} bytes")
+    # A snappy stream states its own length; it must be the declared one.
+    parsed = decode_varint(stream, 0)
+    if parsed is None or parsed[0] != size:
+        raise DecompressionError(f"snappy stream states {parsed[0] if parsed else 'no'} bytes, declared {size}")
+    return _into_record(cramjam.snappy.decompress_raw_into, stream, size, "snappy")
+
+
+def _brotli_large_window(stream: memoryview, size: int) -> bytes:
+    # Output goes into the record buffer; a stream producing more fails at its end.
+    return _into_record(cramjam.brotli.decompress_into, stream, size, "brotli (large window)")
+
+
 def _zstd_pieces(stream: memoryview, size: int) -> Iterator[bytes]:
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=False)
+        reader = _zstd_decompressor(size).stream_reader(stream, read_across_frames=False)
         produced = 0
         while produced <= size:
             piece = reader.read(min(_PIECE, size + 1 - produced))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -180,16 +181,40 @@ def open_sink(dest) -> tuple[FdSink | FileObjectSink, str]:
     return FileObjectSink(dest), name
 
 
+class NotRegularFile(ValueError):
+    """The source is a FIFO, device, socket or directory; carries what it is."""
+
+
+def _check_regular(fd: int) -> None:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+        raise NotRegularFile(f"is {kind}, not a regular file")
+
+
 def open_source(src, name: str | None) -> tuple[FdSource | FileObjectSource, str]:
-    """A source for a path or a seekable binary file object, and its name."""
+    """A source for a path or a seekable binary file object, and its name.
+
+    Paths are opened with O_NONBLOCK, so a FIFO does not block the open, and
+    anything but a regular file is refused (NotRegularFile) before a read.
+    """
     if isinstance(src, (str, os.PathLike)):
         path = os.fspath(src)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            _check_regular(fd)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
         return FdSource(fd, owns=True), name or path
     label = name or str(getattr(src, "name", "<stream>"))
     try:
         fd = src.fileno()
         os.fstat(fd)
-    except (AttributeError, OSError, ValueError):
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return FileObjectSource(src), label
+    _check_regular(fd)
     return FdSource(fd, owns=False), label

@@ -7,11 +7,13 @@ allocated for it.  Problems raise RiegeliError(path, offset, reason).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from tf_bigexport.imageformat._highwayhash import BytesFiller  # bytes filled in place by preadv
-from tf_bigexport.imageformat.riegeli import simple_chunk
+from tf_bigexport.imageformat._bytesfiller import BytesFiller  # bytes filled in place by preadv
+from tf_bigexport.imageformat.limits import RECORD_COST, ReadLimits, exceeded
+from tf_bigexport.imageformat.riegeli import simple_chunk, transposed_chunk
 from tf_bigexport.imageformat.riegeli.chunk_header import (
     METADATA,
     PADDING,
@@ -25,7 +27,7 @@ from tf_bigexport.imageformat.riegeli.chunk_header import (
 )
 from tf_bigexport.imageformat.riegeli.compression import NONE
 from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError, RiegeliError
-from tf_bigexport.imageformat.riegeli.fileio import ShortRead, open_source
+from tf_bigexport.imageformat.riegeli.fileio import NotRegularFile, ShortRead, open_source
 from tf_bigexport.imageformat.riegeli.hashing import InlineHasher, make_hasher
 from tf_bigexport.imageformat.riegeli.io_plan import plan_windows
 from tf_bigexport.imageformat.riegeli.layout import (
@@ -50,7 +52,8 @@ MAX_EXPANSION = 1 << 20
 _SCRATCH = 4 << 20  # piece size when only hashing non-record chunk data
 _DIRECT_MIN = 256 << 10  # uncompressed chunks this big are read into the record objects
 _DIRECT_MAX_RECORDS = 64
-_CACHE_MAX = 16 << 20  # decoded chunks kept for read_record_at neighbours
+RECORD_CHUNKS = (SIMPLE, TRANSPOSED)
+_CACHE_BYTES = 64 << 20  # decoded chunks kept for read_record_at neighbours
 
 
 class _Chunk:
@@ -63,6 +66,47 @@ class _Chunk:
         self.blocks: list[tuple[int, bytearray]] = []  # block headers read so far
 
 
+class _DecodedChunks:
+    """Records of recently decoded chunks, for read_record_at.
+
+    Chunks up to _CACHE_BYTES are kept, least recently used first out, so
+    records of one chunk looked up one by one (in any order) decode it once.
+    A bigger chunk of several records is kept alone, and each record is let go
+    once handed out: looking its records up one by one stays linear without
+    keeping a second copy of what the caller already holds.
+    """
+
+    def __init__(self) -> None:
+        self._small: OrderedDict[int, list[bytes]] = OrderedDict()
+        self._small_bytes = 0
+        self._big: tuple[int, list] | None = None
+
+    def take(self, begin: int, index: int) -> bytes | None:
+        records = self._small.get(begin)
+        if records is not None:
+            self._small.move_to_end(begin)
+            return records[index]
+        if self._big is not None and self._big[0] == begin:
+            record, self._big[1][index] = self._big[1][index], None
+            return record
+        return None
+
+    def put(self, begin: int, records: list[bytes], decoded_size: int) -> None:
+        if decoded_size > _CACHE_BYTES:
+            self._big = (begin, list(records)) if len(records) > 1 else None
+            return
+        self._small[begin] = records
+        self._small_bytes += decoded_size
+        while self._small_bytes > _CACHE_BYTES:
+            _, dropped = self._small.popitem(last=False)
+            self._small_bytes -= sum(map(len, dropped))
+
+    def clear(self) -> None:
+        self._small.clear()
+        self._small_bytes = 0
+        self._big = None
+
+
 class RecordReader:
     """Reads a Riegeli/records file (a path or a seekable binary file object,
     read as a whole from offset 0).  Not safe to share between threads.
@@ -70,19 +114,27 @@ class RecordReader:
     ``name`` labels errors (defaults to the path or the object's ``name``).
     ``max_expansion`` caps decoded bytes per byte of compressed chunk data
     (decompression bombs); the default still admits long runs of zeros.
+    ``limits`` bounds the records decoded over the reader's life, re-reads
+    included (default: ``ReadLimits.for_file`` of the file's size).
+    Paths that are not regular files (FIFOs, devices) are refused unopened.
     """
 
     def __init__(self, src: str | os.PathLike | BinaryIO, *, name: str | None = None,
-                 max_expansion: int = MAX_EXPANSION) -> None:
+                 max_expansion: int = MAX_EXPANSION, limits: ReadLimits | None = None) -> None:
         try:
             self._source, self.name = open_source(src, name)
+        except NotRegularFile as exc:
+            raise RiegeliError(name or str(src), None, f"{exc}; refusing to read it") from None
         except OSError as exc:
             raise RiegeliError(name or str(src), None, f"cannot open: {exc.strerror or exc}") from exc
         except (AttributeError, ValueError) as exc:
             raise RiegeliError(name or str(src), None, f"not a seekable binary file: {exc}") from exc
         self.size = self._source.size
         self._max_expansion = max_expansion
-        self._cache: tuple[int, list[bytes]] | None = None
+        self.limits = limits or ReadLimits.for_file(self.size)
+        self.decoded_bytes = 0  # records decoded so far, re-reads included
+        self._cache = _DecodedChunks()
+        self._located: _Chunk | None = None  # the chunk of the last read_record_at
         try:
             self._check_signature()
         except BaseException:
@@ -105,19 +157,23 @@ class RecordReader:
 
     def read_record_at(self, pos: int) -> bytes:
         """The record at numeric position ``pos`` (chunk begin + index)."""
-        if self._cache is not None:
-            begin, records = self._cache
-            if begin <= pos < begin + len(records):
-                return records[pos - begin]
         if not FIRST_CHUNK <= pos < self.size:
             raise self._error(pos, f"no record at position {pos}: outside the file's records "
                                    f"[{FIRST_CHUNK}, {self.size})")
-        chunk = self._chunk_containing(pos)
+        chunk = self._located
+        if chunk is None or not chunk.begin <= pos < chunk.end:
+            chunk = self._located = self._chunk_containing(pos)
         index = pos - chunk.begin
-        if chunk.header.chunk_type != SIMPLE or index >= chunk.header.num_records:
+        if chunk.header.chunk_type not in RECORD_CHUNKS or index >= chunk.header.num_records:
             raise self._error(pos, f"no record at position {pos}: chunk at {chunk.begin} holds "
                                    f"{chunk.header.num_records} record(s)")
-        return self._chunk_records(chunk)[index]
+        record = self._cache.take(chunk.begin, index)
+        if record is None:
+            records = self._chunk_records(chunk)
+            self._cache.put(chunk.begin, records, chunk.header.decoded_data_size)
+            self._cache.take(chunk.begin, index)  # a big chunk's copy lets go of what is handed out
+            record = records[index]
+        return record
 
     def read_last_record(self) -> bytes:
         """The file's last record, found through block headers from the end."""
@@ -135,20 +191,22 @@ class RecordReader:
                 if chunk.end > limit:
                     raise self._error(pos, f"chunk ends at {chunk.end}, past the next chunk or "
                                            f"the end of the file at {limit}")
-                if chunk.header.chunk_type == SIMPLE and chunk.header.num_records:
+                if chunk.header.chunk_type in RECORD_CHUNKS and chunk.header.num_records:
                     last = chunk
                 else:
                     self._chunk_records(chunk)  # verifies its hashes
                 pos = chunk.end
             if last is not None:
-                return self._chunk_records(last)[-1]
+                records = self._chunk_records(last)
+                self._cache.put(last.begin, records, last.header.decoded_data_size)
+                return records[-1]
             if start <= FIRST_CHUNK:
                 raise self._error(None, "the file holds no records")
             limit = start
             block = (start - 1) // BLOCK_SIZE * BLOCK_SIZE
 
     def close(self) -> None:
-        self._cache = None
+        self._cache.clear()
         self._source.close()
 
     def __enter__(self) -> RecordReader:
@@ -232,19 +290,18 @@ class RecordReader:
     def _check_chunk_fields(self, chunk: _Chunk) -> None:
         h = chunk.header
         kind = describe_chunk_type(h.chunk_type)
-        if h.chunk_type == TRANSPOSED:
-            raise self._error(chunk.begin, "transposed chunks ('t') are not supported; write the "
-                                           "file with simple chunks (Riegeli option transpose=false)")
         if h.chunk_type == SIGNATURE:
             bad = h.data_size or h.num_records or h.decoded_data_size
         elif h.chunk_type == PADDING:
             bad = h.num_records or h.decoded_data_size
         elif h.chunk_type == METADATA:
             bad = h.num_records
-        elif h.chunk_type == SIMPLE:
+        elif h.chunk_type in RECORD_CHUNKS:
             bad = h.data_size < 2 and h.num_records > 0
-        else:
-            raise self._error(chunk.begin, f"unknown chunk type {kind}")
+        elif h.num_records:  # a chunk type from a later Riegeli: its records cannot be read
+            raise self._error(chunk.begin, f"unknown chunk type {kind} with {h.num_records} records")
+        else:  # unknown but recordless: skipped, as Riegeli's own reader does
+            bad = False
         if bad:
             raise self._error(chunk.begin, f"chunk of type {kind} has impossible fields "
                                            f"{h.data_size=} {h.num_records=} {h.decoded_data_size=}")
@@ -264,31 +321,39 @@ class RecordReader:
     # -- reading chunk contents --------------------------------------------
     def _chunk_records(self, chunk: _Chunk) -> list[bytes]:
         """Records of the chunk after all its hashes are checked ([] for non-record chunks)."""
-        if self._cache is not None and self._cache[0] == chunk.begin:
-            return self._cache[1]
         h = chunk.header
-        if h.chunk_type != SIMPLE:
+        if h.chunk_type not in RECORD_CHUNKS:
             self._verify_data_hash_only(chunk)
             return []
         if h.decoded_data_size > h.data_size * self._max_expansion:
             raise self._error(chunk.begin, f"decoded_data_size {h.decoded_data_size} is more than "
                                            f"{self._max_expansion}x the chunk's {h.data_size} data bytes")
+        self._charge(chunk, h.decoded_data_size + RECORD_COST * h.num_records)
         head = bytearray(min(h.data_size, 1 + MAX_VARINT64_BYTES))
         hasher = make_hasher(h.data_size)
         try:
             self._read_logical(chunk, CHUNK_HEADER_SIZE, [memoryview(head)], hasher)
-            if (head[0] == NONE and h.data_size >= _DIRECT_MIN
+            if h.chunk_type == TRANSPOSED:
+                records = self._read_buffered(chunk, head, hasher, transposed_chunk.decode_data)
+            elif (head[0] == NONE and h.data_size >= _DIRECT_MIN
                     and h.num_records <= _DIRECT_MAX_RECORDS):
                 records = self._read_direct(chunk, head, hasher)
             else:
                 records = self._read_buffered(chunk, head, hasher)
         finally:
             hasher.close()
-        if h.decoded_data_size <= _CACHE_MAX:
-            self._cache = (chunk.begin, records)
         return records
 
-    def _read_buffered(self, chunk: _Chunk, head: bytearray, hasher) -> list[bytes]:
+    def _charge(self, chunk: _Chunk, decoded: int) -> None:
+        """Counts ``decoded`` bytes against the reader's budget before they are decoded."""
+        if self.decoded_bytes + decoded > self.limits.decoded_bytes:
+            raise self._error(chunk.begin, exceeded(
+                f"this chunk would bring the records decoded from the {self.size}-byte file to "
+                f"{self.decoded_bytes + decoded} bytes, past the {self.limits.decoded_bytes} allowed"))
+        self.decoded_bytes += decoded
+
+    def _read_buffered(self, chunk: _Chunk, head: bytearray, hasher,
+                       decode=simple_chunk.decode_data) -> list[bytes]:
         h = chunk.header
         data = BytesFiller(h.data_size)  # scratch: uninitialised, huge pages when big
         view = memoryview(data)
@@ -296,10 +361,10 @@ class RecordReader:
         self._read_logical(chunk, CHUNK_HEADER_SIZE + len(head), [view[len(head):]], hasher)
         self._check_data_hash(chunk, hasher)
         try:
-            return simple_chunk.decode_data(view, h.num_records, h.decoded_data_size,
-                                            self._max_expansion)
+            return decode(view, h.num_records, h.decoded_data_size, self._max_expansion)
         except ChunkFormatError as exc:
-            raise self._error(chunk.begin, f"simple chunk: {exc}") from None
+            kind = "transposed" if h.chunk_type == TRANSPOSED else "simple"
+            raise self._error(chunk.begin, f"{kind} chunk: {exc}") from None
 
     def _read_direct(self, chunk: _Chunk, head: bytearray, hasher) -> list[bytes]:
         """Uncompressed big records: preadv straight into the bytes objects returned."""

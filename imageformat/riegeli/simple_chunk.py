@@ -7,7 +7,13 @@ concatenated.  Both are compressed blocks (see compression.py).
 """
 from __future__ import annotations
 
-from tf_bigexport.imageformat.riegeli.compression import NONE, compress_block, compression_name, decompress_block
+from tf_bigexport.imageformat.riegeli.compression import (
+    DECODABLE,
+    NONE,
+    compress_block,
+    compression_name,
+    decompress_block,
+)
 from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError
 from tf_bigexport.imageformat.riegeli.varint import MAX_VARINT64_BYTES, decode_varint, encode_varint
 
@@ -76,7 +82,7 @@ def decode_data(data: memoryview, num_records: int, decoded_data_size: int,
     """All records of a simple chunk whose data hash was already checked;
     decompressed sizes are capped at ``max_expansion`` bytes per data byte."""
     compression, sizes_block, values_at = split_prefix(data, num_records)
-    if compression not in (NONE, ord("b"), ord("z")):
+    if compression not in DECODABLE:
         raise ChunkFormatError(f"unsupported compression type {compression_name(compression)}")
     max_sizes = min(num_records * MAX_VARINT64_BYTES, len(data) * max_expansion)
     sizes = decompress_block(compression, sizes_block, max_sizes)

@@ -1,0 +1,69 @@
+"""TensorFlow's SavedModel fingerprint (fingerprint.pb): computing, reading, comparing.
+
+One definition of the fields that identify a model, used by the save-time
+Fingerprint stage, the pipeline's verify stage, ``tf-bigexport verify`` and
+``inspect``.
+
+``compute_fingerprint_bytes`` runs TensorFlow's own C++ ``CreateFingerprintDef``
+(the conformance oracle for .cpb files), but only on files our readers
+accepted first: TensorFlow's C++ trusts the chunk indices, field paths and
+file types it is handed (a forged chunk index crashes it with SIGSEGV, a
+FIFO hangs it), so ``program_files.check_for_tensorflow`` vets the program
+file and the checkpoint index under ``limits.ReadLimits`` before TensorFlow
+opens them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tf_bigexport.imageformat.limits import ReadLimits
+from tf_bigexport.savedmodel_files import FINGERPRINT_PB
+#: The fields that identify a model; uuid and version are not content hashes.
+HASH_FIELDS = ("saved_model_checksum", "graph_def_program_hash", "signature_def_hash",
+               "saved_object_graph_hash", "checkpoint_hash")
+# The singleprint leaves out the checksum (not stable across saves of the same model).
+_SINGLEPRINT_FIELDS = HASH_FIELDS[1:]
+
+
+class FingerprintError(ValueError):
+    """TensorFlow cannot fingerprint a SavedModel directory; the message names it."""
+
+
+def compute_fingerprint_bytes(saved_dir: str, *, limits: ReadLimits | None = None,
+                              trusted: bool = False) -> bytes:
+    """TensorFlow's own serialized FingerprintDef of a directory (.pb or .cpb).
+
+    Unless ``trusted`` (a directory this process just wrote), the files
+    TensorFlow will read are checked by our readers first, under ``limits``
+    (default: derived from each file's size); a refused file raises the
+    reader's error (a ValueError naming the file) and TensorFlow never sees it.
+    """
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+    from tf_bigexport.imageformat import program_files
+    if not trusted:
+        program_files.check_for_tensorflow(saved_dir, limits=limits)
+    try:
+        return fingerprinting.CreateFingerprintDef(saved_dir)
+    except Exception as e:  # FingerprintException carries TensorFlow's reason
+        raise FingerprintError(f"{saved_dir}: TensorFlow cannot fingerprint this SavedModel: {e}") from None
+
+
+def fingerprint_dict(serialized: bytes, *, name: str = FINGERPRINT_PB) -> dict[str, Any]:
+    """The hash fields as decimal strings (uint64 does not survive every JSON
+    reader) plus the singleprint; ``name`` labels a parse error."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import fingerprint_pb2
+    try:
+        proto = fingerprint_pb2.FingerprintDef.FromString(serialized)
+    except DecodeError as e:
+        raise FingerprintError(f"{name}: not a valid FingerprintDef ({e})") from None
+    fields = {field: str(getattr(proto, field)) for field in HASH_FIELDS}
+    fields["singleprint"] = "/".join(fields[field] for field in _SINGLEPRINT_FIELDS)
+    return fields
+
+
+def fingerprint_mismatches(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """One line per hash field whose recorded and recomputed values differ."""
+    return [f"{field}: recorded {expected.get(field)}, recomputed {actual.get(field)}"
+            for field in HASH_FIELDS if str(expected.get(field)) != str(actual.get(field))]

@@ -1,0 +1,196 @@
+"""Reading a SavedModel directory's files without trusting what they are.
+
+* Only regular files are read. A file is opened with O_NONBLOCK and checked
+  with fstat before any byte is read, so a FIFO cannot hang the reader and a
+  device (``saved_model.pb -> /dev/zero``) is never read from.
+* Symbolic links are followed only when they stay inside the model directory
+  (``check_tree``); TensorFlow opens files by name, so a directory handed to
+  it is checked as a whole first.
+* Program files are read under ``limits.ReadLimits``: a .pb is read once, its
+  messages counted (``protoscan``) before protobuf parses it; a .cpb goes
+  through ``chunked.ChunkedFile`` (Riegeli and message budgets).
+* ``check_for_tensorflow``: what TensorFlow's C++ fingerprinting reads (the
+  program file it picks, the checkpoint index), read and checked by our
+  readers first, so TensorFlow only sees files they accepted.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.limits import MAX_PB_BYTES, ReadLimits, exceeded
+
+if TYPE_CHECKING:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+CHECKPOINT_INDEX = os.path.join("variables", "variables.index")
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+class SpecialFileError(ValueError):
+    """A path that must be a regular file (inside the model directory) is not."""
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def is_local(path: str | os.PathLike | bytes) -> bool:
+    """Whether ``path`` names the local file system (not a URI TensorFlow's file layer reads)."""
+    return "://" not in os.fsdecode(os.fspath(path))
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """A read-only descriptor of ``path``, which must be (or link to) a regular file.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
+    writer; the fstat check then refuses it (and devices, sockets) before a
+    byte is read.
+    """
+    path = os.fspath(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecialFileError(f"{path}: is {_kind(mode)}, not a regular file; refusing to read it")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_regular(path: str | os.PathLike, max_bytes: int, what: str = "file") -> int:
+    """The size of the regular file ``path``, refused if larger than ``max_bytes``."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise ChunkedFormatError(os.fspath(path), exceeded(f"{what} of {size} bytes is larger than the "
+                                                           f"{max_bytes} allowed"))
+    return size
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int, what: str = "file") -> bytes:
+    """The whole content of the regular file ``path``, refused if larger than ``max_bytes``."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise ChunkedFormatError(os.fspath(path), exceeded(f"{what} of {size} bytes is larger than the "
+                                                               f"{max_bytes} allowed"))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(size + 1)
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise SpecialFileError(f"{os.fspath(path)}: changed size while being read "
+                               f"(stat said {size} bytes, read {len(data)})")
+    return data
+
+
+def check_tree(directory: str | os.PathLike) -> None:
+    """Refuses a model directory holding anything but regular files and
+    directories, or symbolic links leading outside it or to special files."""
+    root = os.fspath(directory)
+    real_root = os.path.realpath(root)
+    if not os.path.isdir(real_root):
+        raise FileNotFoundError(f"{root}: no such directory")
+    for current, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(current, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                target = os.path.realpath(path)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    raise SpecialFileError(f"{path}: symbolic link to {target}, outside the model directory "
+                                           f"{root}; refusing to follow it")
+                try:
+                    mode = os.stat(path).st_mode
+                except OSError as e:
+                    raise SpecialFileError(f"{path}: broken symbolic link ({e.strerror})") from None
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise SpecialFileError(f"{path}: is {_kind(mode)}, not a regular file; refusing to read it")
+
+
+def read_pb(path: str | os.PathLike, limits: ReadLimits | None = None) -> "saved_model_pb2.SavedModel":
+    """A saved_model.pb (a regular file), read once and parsed under ``limits``."""
+    path = os.fspath(path)
+    return parse_pb(read_regular(path, MAX_PB_BYTES, "a serialized protobuf"), path, limits)
+
+
+def parse_pb(data: bytes, name: str, limits: ReadLimits | None = None) -> "saved_model_pb2.SavedModel":
+    """A serialized SavedModel, parsed only if its message count fits ``limits``
+    (default: derived from its size); errors name ``name``."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from tf_bigexport.imageformat.protoscan import MalformedProto, MessageBudget
+    if len(data) > MAX_PB_BYTES:
+        raise ChunkedFormatError(name, f"{len(data)} bytes is past protobuf's limit of {MAX_PB_BYTES} "
+                                       f"for one message (a larger SavedModel must be a .cpb)")
+    limits = limits or ReadLimits.for_file(len(data))
+    try:
+        MessageBudget(name, limits).admit(data, saved_model_pb2.SavedModel.DESCRIPTOR, "the SavedModel")
+        return saved_model_pb2.SavedModel.FromString(data)
+    except (DecodeError, MalformedProto) as e:
+        raise ChunkedFormatError(name, f"not a valid SavedModel: {e}") from None
+
+
+def check_for_tensorflow(saved_dir: str | os.PathLike, limits: ReadLimits | None = None) -> None:
+    """Reads, with our readers and under ``limits``, everything TensorFlow's
+    CreateFingerprintDef will read in ``saved_dir``: the directory's file
+    types, the program file TensorFlow picks (.cpb when there is one, as in
+    its Linux build, else .pb; every chunk read) and the checkpoint index;
+    then checks what its C++ assumes without checking (see
+    ``_tensorflow_assumptions``). Raises a ValueError naming the file if any
+    is refused."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from tf_bigexport.imageformat import chunked
+    saved_dir = os.fspath(saved_dir)
+    check_tree(saved_dir)
+    cpb = os.path.join(saved_dir, chunked.SAVED_MODEL_CPB)
+    if os.path.exists(cpb):
+        path = cpb
+        chunked.check_chunked(cpb, limits=limits)  # every chunk: hashes, sizes, message counts
+        saved_model = chunked.read_chunked(cpb, saved_model_pb2.SavedModel, skip_large_constants=True,
+                                           limits=limits)
+    else:
+        path = os.path.join(saved_dir, chunked.SAVED_MODEL_PB)
+        saved_model = read_pb(path, limits)
+    problem = _tensorflow_assumptions(saved_model)
+    if problem:
+        raise ChunkedFormatError(path, f"{problem} (TensorFlow's fingerprinting would crash on it)")
+    index = os.path.join(saved_dir, CHECKPOINT_INDEX)
+    if os.path.exists(index):
+        bound = (limits or ReadLimits.for_file(0)).checkpoint_index_bytes
+        check_regular(index, bound, "checkpoint index")
+
+
+_FUNCTION_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+_DT_STRING = 7
+
+
+def _tensorflow_assumptions(saved_model) -> str | None:
+    """What TensorFlow's C++ fingerprinting (fingerprinting.cc, regularization/simple_delete.cc)
+    takes for granted: a first meta graph, an "f" attribute on function calls, "dtype" on
+    constants and "value" on string constants. None when all hold."""
+    if not saved_model.meta_graphs:
+        return "the SavedModel has no meta graph"
+    for node in saved_model.meta_graphs[0].graph_def.node:
+        if node.op in _FUNCTION_CALLS and "f" not in node.attr:
+            return f"node {node.name!r} ({node.op}) has no attribute 'f'"
+        if node.op == "Const":
+            if "dtype" not in node.attr:
+                return f"constant {node.name!r} has no attribute 'dtype'"
+            if node.attr["dtype"].type == _DT_STRING and "value" not in node.attr:
+                return f"string constant {node.name!r} has no attribute 'value'"
+    return None
