@@ -70,15 +70,18 @@ def _content_view(capture: Any) -> memoryview | None:
     array = capture._numpy()  # pylint: disable=protected-access  # no copy, unlike .numpy()
     if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or array.nbytes != nbytes:
         return None
-    if _is_uniform(array):
+    if is_uniform(array):
         return None  # TensorFlow stores these as a one-value constant with a shape
     return memoryview(array.reshape(-1).view(np.uint8))
 
 
-def _is_uniform(array: np.ndarray) -> bool:
-    """``numpy.all(array == array.flat[0])`` as TensorFlow tests it, a slice at
-    a time so that no array-sized temporary is made (and stopping early)."""
+def is_uniform(array: np.ndarray) -> bool:
+    """``numpy.all(array == array.flat[0])`` as TensorFlow tests it (a constant
+    filled with one value is saved by shape), a slice at a time so that no
+    array-sized temporary is made (and stopping early). Empty arrays are uniform."""
     flat = array.reshape(-1)
+    if flat.size == 0:
+        return True
     first = flat[0]
     for start in range(0, flat.size, _UNIFORM_CHECK_STEP):
         if not np.all(flat[start:start + _UNIFORM_CHECK_STEP] == first):

@@ -21,22 +21,15 @@ from typing import TYPE_CHECKING
 
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
 from tf_bigexport.imageformat.limits import MAX_PB_BYTES, ReadLimits, exceeded
+from tf_bigexport.imageformat.riegeli import fileio
 
 if TYPE_CHECKING:
     from tensorflow.core.protobuf import saved_model_pb2
 
 CHECKPOINT_INDEX = os.path.join("variables", "variables.index")
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
-
-
 class SpecialFileError(ValueError):
     """A path that must be a regular file (inside the model directory) is not."""
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
 def is_local(path: str | os.PathLike | bytes) -> bool:
@@ -45,24 +38,13 @@ def is_local(path: str | os.PathLike | bytes) -> bool:
 
 
 def open_regular(path: str | os.PathLike) -> int:
-    """A read-only descriptor of ``path``, which must be (or link to) a regular file.
-
-    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
-    writer; the fstat check then refuses it (and devices, sockets) before a
-    byte is read.
-    """
+    """A read-only descriptor of ``path``, which must be (or link to) a regular file;
+    a FIFO is refused without blocking, a device before a byte is read."""
     path = os.fspath(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise SpecialFileError(f"{path}: is {_kind(mode)}, not a regular file; refusing to read it")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return fileio.open_regular(path)
+    except fileio.NotRegularFile as e:
+        raise SpecialFileError(f"{path}: {e}; refusing to read it") from None
 
 
 def check_regular(path: str | os.PathLike, max_bytes: int, what: str = "file") -> int:
@@ -116,8 +98,11 @@ def check_tree(directory: str | os.PathLike) -> None:
                     mode = os.stat(path).st_mode
                 except OSError as e:
                     raise SpecialFileError(f"{path}: broken symbolic link ({e.strerror})") from None
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise SpecialFileError(f"{path}: is {_kind(mode)}, not a regular file; refusing to read it")
+            if not stat.S_ISDIR(mode):
+                try:
+                    fileio.check_regular_mode(mode)
+                except fileio.NotRegularFile as e:
+                    raise SpecialFileError(f"{path}: {e}; refusing to read it") from None
 
 
 def read_pb(path: str | os.PathLike, limits: ReadLimits | None = None) -> "saved_model_pb2.SavedModel":

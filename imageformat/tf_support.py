@@ -312,18 +312,12 @@ def _check_captured_constants(saveable_view: Any, limit: int | None) -> None:
         if nbytes <= limit:
             continue
         value = tensor_util.constant_value(capture)
-        if value is None or _is_uniform(value):
+        from tf_bigexport.imageformat.deferred_constants import is_uniform  # pylint: disable=import-outside-toplevel
+        if value is None or is_uniform(value):
             continue
         raise splitter.constant_too_large(
             f"the {capture.dtype.name} constant of shape {capture.shape} captured by function "
             f"{os.fsdecode(node.function.name)!r}", nbytes, limit)
-
-
-def _is_uniform(value: Any) -> bool:
-    """Whether every element equals the first, compared in slices (no full-size temporary)."""
-    flat = value.reshape(-1)
-    step = 1 << 24
-    return all(bool((flat[i:i + step] == flat[0]).all()) for i in range(0, flat.size, step))
 
 
 @functools.wraps(_ORIGINAL_AS_GRAPH_DEF)

@@ -23,8 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SECURITY_MD = REPO / "SECURITY.md"
 START, END = "<!-- security-figures:start -->", "<!-- security-figures:end -->"
-TESTS = ["tests/test_fuzz_format.py", "tests/test_bad_input.py", "tests/test_faults.py", "tests/test_load.py",
-         "tests/test_trust.py"]
+TESTS = ["tests/test_fuzz_format.py", "tests/test_hostile_files.py", "tests/test_bad_input.py",
+         "tests/test_faults.py", "tests/test_load.py", "tests/test_trust.py"]
+# tests/test_hostile_files.py: the special files among its cases; the others are bombs and forgeries.
+SPECIAL_FILES = {"symlink_to_dev_zero": "saved_model.pb -> /dev/zero", "fifo_program_file": "FIFO as saved_model.pb"}
 
 
 def run_tests(report_dir: str, slow: bool) -> subprocess.CompletedProcess:
@@ -51,6 +53,8 @@ def rows(figures: dict[str, dict]) -> list[tuple[str, str, str]]:
         out.append(("Hostile .cpb / Riegeli files (fuzzed)",
                     f"{f['inputs']} mutated inputs in {f['seconds']} s ({per_test})",
                     "no crash, hang or memory blow-up; every input accepted or refused with an error naming the file"))
+    if "hostile_files" in figures:
+        out += _hostile_file_rows(figures["hostile_files"])
     if "bad_jobs" in figures:
         f = figures["bad_jobs"]
         out.append(("Bad jobs files and jobs",
@@ -108,6 +112,29 @@ def rows(figures: dict[str, dict]) -> list[tuple[str, str, str]]:
                     f"{f['model_code_run']} graph runs, {f['factory_imports']} factory imports "
                     f"(control: `call` ran it: {f['control_call_ran_model']})"))
     return out
+
+
+def _hostile_file_rows(f: dict) -> list[tuple[str, str, str]]:
+    commands = {name: runs for name, runs in f["commands"].items() if name != "baseline_rss_mib"}
+    baseline = max(f["commands"]["baseline_rss_mib"].values())
+    rows = []
+    for title, wanted in (("Special files in a model directory", lambda case: case in SPECIAL_FILES),
+                          ("Decompression and message bombs, forged .cpb structure",
+                           lambda case: case not in SPECIAL_FILES)):
+        runs = [(command, case, run) for command, cases in sorted(commands.items())
+                for case, run in sorted(cases.items()) if wanted(case)]
+        cases = sorted({case for _, case, _ in runs})
+        refused = sum(1 for _, _, run in runs if run["outcome"] == "refused")
+        growth = max(run["rss_growth_mib"] for _, _, run in runs)
+        slowest = max(run["seconds"] for _, _, run in runs)
+        labels = ", ".join(SPECIAL_FILES.get(case, case.replace("_", " ")) for case in cases)
+        rows.append((title,
+                     f"{len(cases)} files ({labels}) through {', '.join(sorted(commands))}: {len(runs)} runs, "
+                     f"each child under RLIMIT_AS {f['address_space_cap_gib']} GiB",
+                     f"{refused} refused with one line naming the file, {len(runs) - refused} read in linear time; "
+                     f"0 crashes or hangs; slowest {slowest:.1f} s, peak RSS growth {growth} MiB over TensorFlow's "
+                     f"import ({baseline} MiB)"))
+    return rows
 
 
 def table(figures: dict[str, dict], summary: str, slow: bool) -> str:

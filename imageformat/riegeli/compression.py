@@ -19,8 +19,10 @@ Riegeli writes need more:
   record buffer.  Such a stream starts with the 7 bits 0010001, which the
   standard format reserves, so the two cannot be confused.
 * zstd frames with window_log above 27 (zstd's default decoding limit) are
-  accepted up to the window the declared size needs (at most 2 GiB), so a
-  frame cannot make the decoder reserve more than what it will produce.
+  accepted up to zstd's maximum, 2 GiB: Riegeli writes window_log 30 frames
+  even for small chunks.  The decoder reserves address space for the
+  frame's window but only touches what it writes, which the declared size
+  (within the reader's decoded budget) bounds.
 """
 from __future__ import annotations
 
@@ -47,7 +49,6 @@ _NAMES = {NONE: "none", BROTLI: "brotli", ZSTD: "zstd", SNAPPY: "snappy"}
 _PIECE = 16 << 20  # decompressor output per step
 _PLAUSIBLE_RATIO = 64  # preallocate output up to this many bytes per compressed byte
 _SNAPPY_MAX_RATIO = 32  # a 2-byte snappy copy element yields at most 64 bytes
-_ZSTD_DEFAULT_WINDOW = 1 << 27  # zstd's own default decoding limit (window_log 27)
 _ZSTD_MAX_WINDOW = 1 << 31  # window_log 31, zstd's maximum on 64-bit
 
 
@@ -140,7 +141,7 @@ def _zstd_exact(stream: memoryview, size: int) -> bytes:
     view = memoryview(filler)
     got = 0
     try:
-        reader = _zstd_decompressor(size).stream_reader(stream, read_across_frames=False)
+        reader = _zstd_decompressor().stream_reader(stream, read_across_frames=False)
         while got < size:
             n = reader.readinto(view[got:])
             if not n:
@@ -156,11 +157,9 @@ def _zstd_exact(stream: memoryview, size: int) -> bytes:
     return filler.take()
 
 
-def _zstd_decompressor(size: int) -> zstandard.ZstdDecompressor:
-    """A decoder whose window may be as large as ``size`` needs (Riegeli writes frames
-    with window_log up to 31), never larger than zstd's default unless it must."""
-    window = max(_ZSTD_DEFAULT_WINDOW, 1 << max(size - 1, 1).bit_length())
-    return zstandard.ZstdDecompressor(max_window_size=min(window, _ZSTD_MAX_WINDOW))
+def _zstd_decompressor() -> zstandard.ZstdDecompressor:
+    """A decoder accepting every window Riegeli writes (window_log up to 31)."""
+    return zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
 
 
 def _into_record(decode, stream: memoryview, size: int, codec: str) -> bytes:
@@ -196,7 +195,7 @@ def _brotli_large_window(stream: memoryview, size: int) -> bytes:
 
 def _zstd_pieces(stream: memoryview, size: int) -> Iterator[bytes]:
     try:
-        reader = _zstd_decompressor(size).stream_reader(stream, read_across_frames=False)
+        reader = _zstd_decompressor().stream_reader(stream, read_across_frames=False)
         produced = 0
         while produced <= size:
             piece = reader.read(min(_PIECE, size + 1 - produced))

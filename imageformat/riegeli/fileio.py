@@ -182,16 +182,35 @@ def open_sink(dest) -> tuple[FdSink | FileObjectSink, str]:
 
 
 class NotRegularFile(ValueError):
-    """The source is a FIFO, device, socket or directory; carries what it is."""
+    """A FIFO, device, socket or directory where a regular file must be; says which."""
 
 
-def _check_regular(fd: int) -> None:
-    mode = os.fstat(fd).st_mode
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def check_regular_mode(mode: int) -> None:
+    """Raises NotRegularFile unless ``mode`` (st_mode) is a regular file's."""
     if not stat.S_ISREG(mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a directory" if stat.S_ISDIR(mode) else "not a regular file")
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
         raise NotRegularFile(f"is {kind}, not a regular file")
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of the regular file ``path`` (links followed).
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
+    writer; the fstat check then refuses it, and devices and sockets, before
+    a byte is read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        check_regular_mode(os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_source(src, name: str | None) -> tuple[FdSource | FileObjectSource, str]:
@@ -202,19 +221,12 @@ def open_source(src, name: str | None) -> tuple[FdSource | FileObjectSource, str
     """
     if isinstance(src, (str, os.PathLike)):
         path = os.fspath(src)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
-        try:
-            _check_regular(fd)
-            os.set_blocking(fd, True)
-        except BaseException:
-            os.close(fd)
-            raise
-        return FdSource(fd, owns=True), name or path
+        return FdSource(open_regular(path), owns=True), name or path
     label = name or str(getattr(src, "name", "<stream>"))
     try:
         fd = src.fileno()
         os.fstat(fd)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return FileObjectSource(src), label
-    _check_regular(fd)
+    check_regular_mode(os.fstat(fd).st_mode)
     return FdSource(fd, owns=False), label
