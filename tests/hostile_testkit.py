@@ -147,29 +147,37 @@ def many_empty_messages_brotli_cpb(directory: Path, messages: int = 10_000_000) 
                 compression="brotli", chunk_size=1 << 30)
 
 
-def zstd_bomb_cpb(directory: Path, chunks: int = 16, chunk_bytes: int = 256 << 20) -> Path:
-    """``chunks`` zstd chunks of ``chunk_bytes`` zeros each (about 150 KB of file for 4 GiB), placed
-    as tensor_content of constants: decoded and merged, they need the full size in memory."""
-    import zstandard
+def _constants_placed_in_chunks(count: int, size: int):
+    """(root SavedModel, ChunkedMessage): ``count`` uint8 constants of ``size`` bytes whose
+    tensor_content are chunks 1..count, as our splitter places large constants."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     from tf_bigexport.imageformat import fieldpath
     from tf_bigexport.imageformat.proto import chunk_pb2
-    from tf_bigexport.imageformat.riegeli import RecordWriter
-    from tf_bigexport.imageformat.riegeli.chunk_header import SIMPLE
-    from tf_bigexport.imageformat.riegeli.varint import encode_varint
     root = saved_model_pb2.SavedModel()
     graph = root.meta_graphs.add().graph_def
     message = chunk_pb2.ChunkedMessage(chunk_index=0)
-    for i in range(chunks):
+    for i in range(count):
         node = graph.node.add(name=f"c{i}", op="Const")
         node.attr["value"].tensor.dtype = 4  # uint8
-        node.attr["value"].tensor.tensor_shape.dim.add(size=chunk_bytes)
+        node.attr["value"].tensor.tensor_shape.dim.add(size=size)
         message.chunked_fields.add(
             field_tag=fieldpath.build(saved_model_pb2.SavedModel.DESCRIPTOR,
                                       ["meta_graphs", 0, "graph_def", "node", i, "attr", "value", "tensor",
                                        "tensor_content"]),
             message=chunk_pb2.ChunkedMessage(chunk_index=i + 1))
+    return root, message
+
+
+def zstd_bomb_cpb(directory: Path, chunks: int = 16, chunk_bytes: int = 256 << 20) -> Path:
+    """``chunks`` zstd chunks of ``chunk_bytes`` zeros each (about 150 KB of file for 4 GiB), placed
+    as tensor_content of constants: decoded and merged, they need the full size in memory."""
+    import zstandard
+
+    from tf_bigexport.imageformat.riegeli import RecordWriter
+    from tf_bigexport.imageformat.riegeli.chunk_header import SIMPLE
+    from tf_bigexport.imageformat.riegeli.varint import encode_varint
+    root, message = _constants_placed_in_chunks(chunks, chunk_bytes)
     root_bytes = root.SerializeToString()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "saved_model.cpb"
@@ -203,22 +211,7 @@ def many_records_in_one_chunk_cpb(directory: Path, records: int = 20_000, record
     """An uncompressed .cpb (~18 MB) whose records all sit in one Riegeli chunk: each BYTES record
     is a node's tensor_content. A reader that re-reads and re-hashes the chunk for every record
     it looks up takes time quadratic in the file size."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    from tf_bigexport.imageformat import fieldpath
-    from tf_bigexport.imageformat.proto import chunk_pb2
-    root = saved_model_pb2.SavedModel()
-    graph = root.meta_graphs.add().graph_def
-    message = chunk_pb2.ChunkedMessage(chunk_index=0)
-    for i in range(records):
-        node = graph.node.add(name=f"c{i}", op="Const")
-        node.attr["value"].tensor.dtype = 4
-        node.attr["value"].tensor.tensor_shape.dim.add(size=record_bytes)
-        message.chunked_fields.add(
-            field_tag=fieldpath.build(saved_model_pb2.SavedModel.DESCRIPTOR,
-                                      ["meta_graphs", 0, "graph_def", "node", i, "attr", "value", "tensor",
-                                       "tensor_content"]),
-            message=chunk_pb2.ChunkedMessage(chunk_index=i + 1))
+    root, message = _constants_placed_in_chunks(records, record_bytes)
     root_bytes = root.SerializeToString()
     payload = bytes(range(256)) * (record_bytes // 256 + 1)
     records_data = [root_bytes] + [payload[:record_bytes]] * records

@@ -14,6 +14,7 @@ from tf_bigexport.imageformat import program_files, protoscan
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
 from tf_bigexport.imageformat.limits import DECODED_FLOOR, SCALE_ENV, ReadLimits
 from tf_bigexport.imageformat.riegeli import RecordReader, RecordWriter, RiegeliError
+from tf_bigexport.imageformat.riegeli.varint import encode_varint
 
 
 def _parsed_count(message) -> int:
@@ -50,23 +51,14 @@ def test_message_scan_refuses_malformed_and_too_deep_data():
             protoscan.count_messages(bad, saved_model_pb2.SavedModel.DESCRIPTOR, 100)
     value = b""
     for level in range(40):  # AttrValue.func -> NameAttrList.attr["k"] (an entry) -> AttrValue: 3 per level
-        entry = b"\x0a\x01k\x12" + _varint(len(value)) + value
-        func = b"\x12" + _varint(len(entry)) + entry
-        value = b"\x52" + _varint(len(func)) + func
+        entry = b"\x0a\x01k\x12" + encode_varint(len(value)) + value
+        func = b"\x12" + encode_varint(len(entry)) + entry
+        value = b"\x52" + encode_varint(len(func)) + func
         if level == 10:
             parsed = attr_value_pb2.AttrValue.FromString(value)
             assert protoscan.count_messages(value, attr_value_pb2.AttrValue.DESCRIPTOR, 1000) == _parsed_count(parsed)
     with pytest.raises(protoscan.MalformedProto, match="deeper than 100"):
         protoscan.count_messages(value, attr_value_pb2.AttrValue.DESCRIPTOR, 1 << 40)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def test_density_rule_refuses_empty_message_floods_before_parsing(tmp_path):

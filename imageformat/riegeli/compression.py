@@ -137,24 +137,19 @@ def _collect_exact(pieces: Iterator[bytes], size: int) -> bytes | bytearray:
 
 def _zstd_exact(stream: memoryview, size: int) -> bytes:
     """Decompress straight into the bytes object returned."""
-    filler = BytesFiller(size)
-    view = memoryview(filler)
+    return _into_record(_zstd_into, stream, size, "zstd")
+
+
+def _zstd_into(stream: memoryview, view: memoryview) -> int:
+    """Bytes the frame decodes to, filling ``view``; one more if it holds more than fits."""
+    reader = _zstd_decompressor().stream_reader(stream, read_across_frames=False)
     got = 0
-    try:
-        reader = _zstd_decompressor().stream_reader(stream, read_across_frames=False)
-        while got < size:
-            n = reader.readinto(view[got:])
-            if not n:
-                break
-            got += n
-        extra = reader.read(1)
-    except zstandard.ZstdError as exc:
-        raise DecompressionError(f"zstd: {exc}") from None
-    finally:
-        view.release()
-    if got != size or extra:
-        raise DecompressionError(f"decompressed to {got}{'+' if extra else ''} bytes, declared {size}")
-    return filler.take()
+    while got < len(view):
+        n = reader.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got + len(reader.read(1))
 
 
 def _zstd_decompressor() -> zstandard.ZstdDecompressor:
@@ -163,12 +158,13 @@ def _zstd_decompressor() -> zstandard.ZstdDecompressor:
 
 
 def _into_record(decode, stream: memoryview, size: int, codec: str) -> bytes:
-    """Runs ``decode(stream, buffer)`` into a bytes object of exactly ``size`` bytes."""
+    """Runs ``decode(stream, buffer)`` (returning the bytes it decoded) into a bytes
+    object of exactly ``size`` bytes."""
     filler = BytesFiller(size)
     view = memoryview(filler)
     try:
         got = decode(stream, view)
-    except cramjam.DecompressionError as exc:
+    except (cramjam.DecompressionError, zstandard.ZstdError) as exc:
         raise DecompressionError(f"{codec}: {exc}") from None
     finally:
         view.release()

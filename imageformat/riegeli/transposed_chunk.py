@@ -43,7 +43,7 @@ from typing import Callable
 from tf_bigexport.imageformat._bytesfiller import BytesFiller
 from tf_bigexport.imageformat.riegeli.compression import NONE, compression_name, decompress_block
 from tf_bigexport.imageformat.riegeli.errors import ChunkFormatError
-from tf_bigexport.imageformat.riegeli.varint import decode_varint
+from tf_bigexport.imageformat.riegeli.varint import decode_varint, encode_varint
 
 # Reserved state ids (Riegeli's MessageId).
 _NO_OP, _NON_PROTO, _START_OF_SUBMESSAGE, _START_OF_MESSAGE = 0, 1, 2, 3
@@ -104,15 +104,6 @@ class _State:
         self.buffer: _Buffer | None = None
         self.implicit = False
         self.next = 0
-
-
-def _encode_varint32(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def decode_data(data: memoryview, num_records: int, decoded_data_size: int,
@@ -226,7 +217,7 @@ def _read_states(header: _Header, buffers: list[_Buffer]) -> tuple[list[_State],
             if not _valid_tag(tag):
                 raise ChunkFormatError(f"transposed chunk: invalid tag {tag} in state {i}")
             wire_type = tag & 7
-            state.tag = _encode_varint32(tag)
+            state.tag = encode_varint(tag)
             if wire_type == 0:
                 subtype = subtypes[next_subtype]
                 next_subtype += 1
@@ -359,7 +350,7 @@ def _replay(states, first, nonproto_lengths, transitions, num_records, size, out
             length = size - cursor - end_at
             if length > _MAX_UINT32:
                 raise ChunkFormatError("transposed chunk: submessage too large")
-            put(_encode_varint32(length))
+            put(encode_varint(length))
             put(end_state.tag)
         elif action == _MESSAGE_START or action == _NONPROTO:
             if action == _NONPROTO:
