@@ -237,7 +237,8 @@ def test_decompression_bomb_stops_at_the_declared_size():
     (simple_data(0, encode_varint(5), b"abcd"), "exceed the chunk's decoded_data_size"),
     (bytes([0]) + encode_varint(1000) + b"\x05abcde", "record sizes claim 1000 bytes"),
     (simple_data(0, encode_varint(3) + encode_varint(1), b"abcd"), "stray bytes"),
-    (simple_data(ord("s"), b"\x01", b"x"), "unsupported compression"),
+    (simple_data(ord("x"), b"\x01", b"x"), "unsupported compression"),
+    (simple_data(ord("s"), b"\x01\x02", b"garbage!"), "snappy"),
     (simple_data(ord("z"), b"\x01\x02", b"garbage!"), "zstd"),
     (simple_data(ord("b"), b"\x01\x02", b"garbage!"), "brotli"),
 ])
@@ -248,12 +249,26 @@ def test_inconsistent_simple_chunks(payload, message):
     assert exc.value.offset == 64
 
 
-def test_transposed_and_unknown_chunks_are_refused():
+def test_bad_transposed_and_unknown_record_chunks_are_refused():
     payload = b"\x00" * 8
-    for chunk_type, message in [(TRANSPOSED, "transposed chunks"), (0x01, "unknown chunk type")]:
+    for chunk_type, message in [(TRANSPOSED, "transposed chunk"), (0x01, "unknown chunk type 0x01 with 1 records")]:
         header = ChunkHeader(len(payload), hash64(payload), chunk_type, 1, 4)
         with pytest.raises(RiegeliError, match=message):
             read_all(forged(header, payload))
+
+
+def test_unknown_chunk_types_without_records_are_skipped():
+    """As Riegeli's own reader does: a later writer's recordless chunks do not hide the records."""
+    out = io.BytesIO()
+    writer = RecordWriter(out)
+    first = writer.write_record(b"one")
+    writer.flush()
+    writer._write_chunk(ord("Q"), 0, 0, [b"future metadata"])
+    second = writer.write_record(b"two")
+    writer.close()
+    with RecordReader(io.BytesIO(out.getvalue())) as reader:
+        assert list(reader.records_with_positions()) == [(first, b"one"), (second, b"two")]
+        assert reader.read_last_record() == b"two"
 
 
 def test_forged_block_header_for_seek_is_refused():
