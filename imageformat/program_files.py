@@ -9,9 +9,6 @@
 * Program files are read under ``limits.ReadLimits``: a .pb is read once, its
   messages counted (``protoscan``) before protobuf parses it; a .cpb goes
   through ``chunked.ChunkedFile`` (Riegeli and message budgets).
-* ``check_for_tensorflow``: what TensorFlow's C++ fingerprinting reads (the
-  program file it picks, the checkpoint index), read and checked by our
-  readers first, so TensorFlow only sees files they accepted.
 """
 from __future__ import annotations
 
@@ -25,8 +22,6 @@ from tf_bigexport.imageformat.riegeli import fileio
 
 if TYPE_CHECKING:
     from tensorflow.core.protobuf import saved_model_pb2
-
-CHECKPOINT_INDEX = os.path.join("variables", "variables.index")
 
 class SpecialFileError(ValueError):
     """A path that must be a regular file (inside the model directory) is not."""
@@ -127,55 +122,3 @@ def parse_pb(data: bytes, name: str, limits: ReadLimits | None = None) -> "saved
         return saved_model_pb2.SavedModel.FromString(data)
     except (DecodeError, MalformedProto) as e:
         raise ChunkedFormatError(name, f"not a valid SavedModel: {e}") from None
-
-
-def check_for_tensorflow(saved_dir: str | os.PathLike, limits: ReadLimits | None = None) -> None:
-    """Reads, with our readers and under ``limits``, everything TensorFlow's
-    CreateFingerprintDef will read in ``saved_dir``: the directory's file
-    types, the program file TensorFlow picks (.cpb when there is one, as in
-    its Linux build, else .pb; every chunk read) and the checkpoint index;
-    then checks what its C++ assumes without checking (see
-    ``_tensorflow_assumptions``). Raises a ValueError naming the file if any
-    is refused."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    from tf_bigexport.imageformat import chunked
-    saved_dir = os.fspath(saved_dir)
-    check_tree(saved_dir)
-    cpb = os.path.join(saved_dir, chunked.SAVED_MODEL_CPB)
-    if os.path.exists(cpb):
-        path = cpb
-        chunked.check_chunked(cpb, limits=limits)  # every chunk: hashes, sizes, message counts
-        saved_model = chunked.read_chunked(cpb, saved_model_pb2.SavedModel, skip_large_constants=True,
-                                           limits=limits)
-    else:
-        path = os.path.join(saved_dir, chunked.SAVED_MODEL_PB)
-        saved_model = read_pb(path, limits)
-    problem = _tensorflow_assumptions(saved_model)
-    if problem:
-        raise ChunkedFormatError(path, f"{problem} (TensorFlow's fingerprinting would crash on it)")
-    index = os.path.join(saved_dir, CHECKPOINT_INDEX)
-    if os.path.exists(index):
-        bound = (limits or ReadLimits.for_file(0)).checkpoint_index_bytes
-        check_regular(index, bound, "checkpoint index")
-
-
-_FUNCTION_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
-_DT_STRING = 7
-
-
-def _tensorflow_assumptions(saved_model) -> str | None:
-    """What TensorFlow's C++ fingerprinting (fingerprinting.cc, regularization/simple_delete.cc)
-    takes for granted: a first meta graph, an "f" attribute on function calls, "dtype" on
-    constants and "value" on string constants. None when all hold."""
-    if not saved_model.meta_graphs:
-        return "the SavedModel has no meta graph"
-    for node in saved_model.meta_graphs[0].graph_def.node:
-        if node.op in _FUNCTION_CALLS and "f" not in node.attr:
-            return f"node {node.name!r} ({node.op}) has no attribute 'f'"
-        if node.op == "Const":
-            if "dtype" not in node.attr:
-                return f"constant {node.name!r} has no attribute 'dtype'"
-            if node.attr["dtype"].type == _DT_STRING and "value" not in node.attr:
-                return f"string constant {node.name!r} has no attribute 'value'"
-    return None

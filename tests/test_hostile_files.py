@@ -110,13 +110,13 @@ _figures: dict = {}
 def test_library_refuses_every_hostile_file(hostile):
     """The same files through the format library's readers, in this process."""
     from tf_bigexport import imageformat
-    from tf_bigexport.imageformat import program_files
+    from tf_bigexport.imageformat import fingerprints, program_files
     for name, case in hostile.items():
         if name == "many_records_in_one_chunk_cpb":
             continue  # not hostile in structure: see the linear-time test below
         path = os.path.join(case["dir"], case["file"])
         for read in (lambda: imageformat.read_saved_model(case["dir"]),
-                     lambda: program_files.check_for_tensorflow(case["dir"])):
+                     lambda: fingerprints.check_for_tensorflow(case["dir"])):
             with pytest.raises((ChunkedFormatError, RiegeliError, program_files.SpecialFileError)) as raised:
                 read()
             assert str(raised.value).startswith(f"{path}: "), (name, str(raised.value))

@@ -8,7 +8,7 @@ for long runs by hand.
 Arguments after the corpus directory are libFuzzer's. An input starting with the Riegeli
 file signature is saved_model.cpb, anything else saved_model.pb. Each is read through
 imageformat.read_saved_model (merger included), RecordReader and ChunkedFile, then through
-what `tf-bigexport verify` does to recompute a fingerprint: program_files.check_for_tensorflow
+what `tf-bigexport verify` does to recompute a fingerprint: fingerprints.check_for_tensorflow
 and, only for inputs it accepts, TensorFlow's own C++ CreateFingerprintDef. Anything but the
 readers' errors (RiegeliError, ChunkedFormatError, TensorFlow's clean refusal) is a finding,
 and so is a SIGSEGV inside TensorFlow: libFuzzer stops and saves the input as crash-*. Its
@@ -59,7 +59,7 @@ def read_in_every_way(data: bytes) -> None:
 def _fingerprint_like_verify() -> None:
     """verify's recomputation: our checks first, TensorFlow's C++ only on what they accept."""
     try:
-        program_files.check_for_tensorflow(_WORKDIR)
+        fingerprints.check_for_tensorflow(_WORKDIR)
     except _REFUSALS:
         return
     try:
