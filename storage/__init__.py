@@ -14,7 +14,7 @@ from .objects import Store, local_directory, open_store, uri_problem
 from .record import ReleaseRecord
 from .registry import PUBLISH_STEPS, Registry
 from .release_state import VersionState
-from .transfer import RetryPolicy, is_transient
+from .retry import RetryPolicy, is_transient
 from .uris import display_uri, is_remote, is_uri, local_path
 from .versions import VersionPolicy
 

@@ -16,7 +16,8 @@ from tf_bigexport.savedmodel_files import PROGRAM_FILES
 from .errors import StorageError, VerificationError
 from .manifest import FileEntry, Manifest
 from .objects import Store
-from .transfer import Progress, run_parallel
+from .progress import Progress
+from .transfer import run_parallel
 from .verify import check_entries, native_crc32c
 
 

@@ -26,7 +26,6 @@ from typing import BinaryIO, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 import fsspec
-from fsspec.core import url_to_fs
 from fsspec.registry import known_implementations, registry
 
 from tf_bigexport import local_files
@@ -34,7 +33,9 @@ from tf_bigexport import local_files
 from .errors import InvalidNameError
 from .names import safe_relative_path, validate_relative_path
 from .redact import Redactor
-from .transfer import FileProgress, RetryPolicy, with_retries
+from .backends import open_filesystem
+from .retry import RetryPolicy, with_retries
+from .transfer import FileProgress
 from .uris import display_uri, local_path
 
 T = TypeVar("T")
@@ -291,7 +292,7 @@ def open_store(uri: str, storage_options: dict | None = None, *, retry: RetryPol
     shown = display_uri(uri).rstrip("/")
     local = local_path(uri)
     redactor = Redactor(storage_options)
-    fs, root = url_to_fs(local if local is not None else uri, **(storage_options or {}))
+    fs, root = open_filesystem(local if local is not None else uri, storage_options)
     root = root.rstrip("/")
     if not root:
         raise InvalidNameError(f"URI {shown!r} names no bucket or directory")

@@ -61,5 +61,6 @@ class Redactor:
         return _QUERY_SECRET.sub(lambda m: m.group("name") + MASK, out)
 
     def describe(self, exc: BaseException) -> str:
-        """`Type: message` of an exception, redacted."""
-        return self.text(f"{type(exc).__name__}: {exc}")
+        """`Type: message (notes)` of an exception, redacted."""
+        notes = "; ".join(getattr(exc, "__notes__", ()))
+        return self.text(f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))

@@ -22,7 +22,7 @@ from .manifest import Manifest, build_manifest
 from .record import ReleaseRecord, ReleaseStore, utc_now
 from .release_state import CLAIMED, DAMAGED, FREE, ORPHANED, PUBLISHED, UNRECORDED, VersionState
 from .staging import check_staging_path, stage, staging_path, verify_staged
-from .transfer import RetryPolicy
+from .retry import RetryPolicy
 from .redact import Redactor
 from .names import validate_job_key, validate_model_name, validate_version
 from .objects import open_store

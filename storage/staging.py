@@ -14,7 +14,8 @@ from .errors import InvalidNameError, Mismatch
 from .manifest import FileEntry, Manifest
 from .names import validate_job_key
 from .objects import Store
-from .transfer import FileProgress, Progress, run_parallel
+from .progress import Progress
+from .transfer import FileProgress, run_parallel
 from .verify import check_entries, native_crc32c, reread_mismatches
 
 log = logging.getLogger("storage")

@@ -1,4 +1,5 @@
-"""Retries, error classification, streaming and progress of the transfer layer."""
+"""The one retry layer (error classification by type, bounded attempts and time, fast failure
+on an unreachable endpoint), streaming and progress of transfers."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import errno
 import io
 import logging
 import threading
+import time
 
 import pytest
 
-from tf_bigexport.storage import StorageError, VersionPolicy, is_transient
+from emulators import free_port, gcs_storage_options, s3_storage_options
+from fault_proxy import FaultProxy
+from tf_bigexport.storage import Registry, StorageError, VersionPolicy, is_transient
 from tf_bigexport.storage.manifest import checksum_stream
-from tf_bigexport.storage.transfer import Progress, RetryPolicy, run_parallel, with_retries
+from tf_bigexport.storage.progress import Progress
+from tf_bigexport.storage.retry import RetryPolicy, is_unreachable, with_retries
+from tf_bigexport.storage.transfer import run_parallel
 from storage_testkit import make_export, read_tree, export_files
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01)
@@ -40,6 +46,54 @@ def test_classification_of_real_backend_errors():
     wrapped = OSError("wrapped")
     wrapped.__cause__ = client_error("ServiceUnavailable", 503)
     assert is_transient(wrapped)
+    refused = aiohttp.ClientConnectorError(None, ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert is_unreachable(refused) and is_unreachable(EndpointConnectionError(endpoint_url="http://x"))
+    assert not is_unreachable(aiohttp.ServerDisconnectedError())
+
+
+def test_classification_is_by_type_not_by_name():
+    class ServerDisconnectedError(Exception):  # someone else's error that only shares a name
+        pass
+
+    class ProxyError(Exception):
+        pass
+
+    assert not is_transient(ServerDisconnectedError("x")) and not is_transient(ProxyError("y"))
+
+
+@pytest.mark.parametrize("kind", ["gcs", "s3"])
+def test_unreachable_endpoint_fails_within_ten_seconds_naming_it(kind, tmp_path):
+    """Nothing listens on the port: the backends' own retries are off, ours give up within
+    RetryPolicy.unreachable_within, and the error says which endpoint."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    options = gcs_storage_options(endpoint) if kind == "gcs" else s3_storage_options(endpoint)
+    registry = Registry(f"{'gs' if kind == 'gcs' else 's3'}://registry/unreachable", storage_options=options)
+    export = make_export(tmp_path / "e", big=1000)
+    start = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        registry.publish(str(export), "m", VersionPolicy.next_integer(), {}, "job-u")
+    elapsed = time.monotonic() - start
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    message = str(caught.value)
+    assert endpoint.split("//")[1] in message, message
+    assert "gave up after" in message
+
+
+@pytest.mark.parametrize("kind", ["gcs", "s3"])
+def test_one_retry_layer_bounds_the_attempts(kind, request, tmp_path):
+    """A store that answers 503 to everything sees exactly `attempts` requests per call, not
+    attempts x the backend's own retries."""
+    emulator = request.getfixturevalue(f"{kind}_emulator")
+    policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+    with FaultProxy(emulator.endpoint, rate=1.0, budget=1000, max_in_a_row=1000, kinds=("503",)) as proxy:
+        options = (gcs_storage_options(proxy.endpoint) if kind == "gcs"
+                   else s3_storage_options(proxy.endpoint))
+        registry = Registry(emulator.uri(f"busy-{time.monotonic_ns()}"), storage_options=options, retry=policy)
+        start = time.monotonic()
+        with pytest.raises(StorageError, match="gave up after 3 attempts"):
+            registry.release_state("m", 1)
+    assert proxy.requests == policy.attempts, proxy.injected
+    assert time.monotonic() - start < 5
 
 
 def test_with_retries_backs_off_on_transient_and_stops_on_permanent(caplog):
