@@ -50,12 +50,15 @@ def verify_release(uri: str) -> tuple[list[str], list[str]]:
 
     registry_uri, model, version = split_version_uri(uri)
     registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
-    record = registry.read_release_record(model, version)
     version_uri = registry.version_uri(model, version)
-    report = [f"{version_uri}: release record lists {len(record.files)} files, {record.total_bytes} bytes"]
+    state = registry.release_state(model, version)
+    if state.state != "published":  # say exactly what is there instead
+        return [f"{version_uri}: {state.state}"], [f"{version_uri}: {state.state}: {state.detail}"]
+    record = state.record
+    report = [f"{version_uri}: published by job {record.job_key}; release record lists {len(record.files)} files, "
+              f"{record.total_bytes} bytes"]
 
-    problems = [f"{m.path}: {m.reason} (expected {m.expected}, got {m.actual})"
-                for m in registry.verify_version(model, version)]
+    problems = [str(m) for m in registry.verify_version(model, version)]
     report.append(f"storage checksums: {'ok' if not problems else f'{len(problems)} mismatch(es)'}")
 
     with local_model_dir(version_uri) as local:

@@ -158,6 +158,7 @@ class Store:
     def read_stream(self, path: str, consume: Callable[[BinaryIO], T]) -> T:
         """`consume(stream)` over the whole object; a transient failure starts the read over."""
         def action():
+            self.fs.invalidate_cache(path)  # s3fs would check the bytes against a stale ETag
             with self.fs.open(path, "rb", block_size=READ_BLOCK, cache_type="none") as stream:
                 return consume(stream)
         return self._call("read", path, action)
@@ -165,6 +166,7 @@ class Store:
     @contextlib.contextmanager
     def open(self, path: str, block_size: int = 1 << 20) -> Iterator[BinaryIO]:
         """A seekable file read by range on demand (a long-lived handle: not retried)."""
+        self.fs.invalidate_cache(path)
         with self.fs.open(path, "rb", block_size=block_size) as f:
             yield f
 
@@ -227,7 +229,7 @@ class Store:
                 with local_files.replacing(path) as temporary:
                     shutil.copyfile(local, temporary)
             else:
-                self.fs.put_file(local, path, callback=callback)
+                self.fs.put_file(local, path, **({} if callback is None else {"callback": callback}))
         self._call("upload", path, action)
 
     def copy(self, src: str, dst: str) -> None:
@@ -249,6 +251,12 @@ class Store:
                 pass
             self.fs.invalidate_cache(path)
         self._call("delete", path, action)
+
+    def remove_empty_dir(self, directory: str) -> None:
+        """Local directories outlive their files; object stores have none to remove."""
+        if self.is_local:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
     def remove_tree(self, directory: str) -> None:
         def action():

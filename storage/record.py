@@ -140,8 +140,9 @@ class ReleaseStore:
             return None
         return ReleaseRecord.from_json(data, where=self._store.uri_of(path))
 
-    def write(self, record: ReleaseRecord, text: str) -> None:
-        self._store.write_bytes(self.record_path(record.model_name, record.version), text.encode("utf-8"))
+    def write(self, record: ReleaseRecord) -> None:
+        self._store.write_bytes(self.record_path(record.model_name, record.version),
+                                record.to_json().encode("utf-8"))
 
     def versions(self, model: str) -> list[int]:
         names = self._store.list_names(self._store.join(model, RELEASES_DIR))

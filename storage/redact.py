@@ -7,9 +7,14 @@ the storage layer shows goes through `Redactor.text`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+from .errors import StorageError
+
+F = TypeVar("F", bound=Callable)
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential|session|auth|sas", re.I)
@@ -64,3 +69,39 @@ class Redactor:
         """`Type: message (notes)` of an exception, redacted."""
         notes = "; ".join(getattr(exc, "__notes__", ()))
         return self.text(f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""))
+
+
+class MaskedError(Exception):
+    """Stands in for a backend exception in a storage error's cause chain: its type name and
+    message (credentials masked) and its traceback, so `raise ... from` keeps the story."""
+
+
+def masked_chain(exc: BaseException, redactor: Redactor, _seen: frozenset = frozenset()) -> MaskedError:
+    masked = MaskedError(redactor.describe(exc)).with_traceback(exc.__traceback__)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and id(cause) not in _seen:
+        masked.__cause__ = masked_chain(cause, redactor, _seen | {id(exc)})
+    return masked
+
+
+def guarded(method: F) -> F:
+    """Turn backend exceptions into StorageError with credentials masked, cause chain kept (masked).
+
+    For methods of objects with `uri` and `_redact` (Registry, Publication)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StorageError as exc:
+            masked = self._redact.text(exc.args[0]) if exc.args else ""
+            if exc.args and masked != exc.args[0]:
+                exc.args = (masked, *exc.args[1:])
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised as StorageError
+            error = StorageError(f"{method.__name__} on {self.uri}: {self._redact.describe(exc)}")
+            cause = masked_chain(exc, self._redact)
+        # outside the handler, so the unmasked original is not even the error's __context__
+        raise error from cause
+
+    return wrapper  # type: ignore[return-value]

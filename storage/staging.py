@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .errors import InvalidNameError, Mismatch
+from .errors import Mismatch
 from .manifest import FileEntry, Manifest
 from .names import validate_job_key
 from .objects import Store
@@ -22,19 +22,16 @@ log = logging.getLogger("storage")
 STAGING_DIR = ".staging"
 
 
+DRAFTS_DIR = ".drafts"  # job keys start with a letter or digit: no job stages here
+
+
 def staging_path(store: Store, job_key: str) -> str:
     return store.join(STAGING_DIR, validate_job_key(job_key))
 
 
-def check_staging_path(store: Store, path: str) -> str:
-    """Refuse anything but <registry>/.staging/<job_key> (cleanup deletes recursively)."""
-    rel = path[len(store.root) + 1:] if path.startswith(store.root + "/") else ""
-    head, _, job_key = rel.partition("/")
-    if head != STAGING_DIR or not job_key or "/" in job_key:
-        raise InvalidNameError(f"{store.uri_of(path) if rel else path!r} is not a staging "
-                               f"directory of {store.uri} (<registry>/{STAGING_DIR}/<job_key>)")
-    validate_job_key(job_key)
-    return path
+def draft_path(store: Store, job_key: str) -> str:
+    """Where a job's release record waits between its program file and the record itself."""
+    return store.join(STAGING_DIR, DRAFTS_DIR, f"{validate_job_key(job_key)}.json")
 
 
 def _already_staged(store: Store, path: str, entry: FileEntry, info: dict | None) -> bool:

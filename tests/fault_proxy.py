@@ -110,7 +110,9 @@ class LoopbackProxy:
                 for name, value in headers:
                     if name.lower() not in _HOP_HEADERS:
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD answer has no body but says how long the object is
+                length = next((v for k, v in headers if k.lower() == "content-length"), None)
+                self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

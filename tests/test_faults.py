@@ -81,10 +81,11 @@ def test_permanent_error_fails_the_publish_and_leaves_no_version(gcs_emulator, t
     fs, root = clean.filesystem, gcs_emulator.uri(prefix).split("://", 1)[1]
     assert clean.list_versions("m") == []
     assert read_tree(fs, f"{root}/m/1") == {}
-    assert read_tree(fs, f"{root}/.staging") == {}
+    assert read_tree(fs, f"{root}/.staging/job-p") == export_files(export)  # kept for the retry
     # the policy is lifted: the same job converges on the version it claimed
     assert clean.publish(str(export), "m", VersionPolicy.next_integer(), {}, "job-p").version == 1
     assert clean.verify_version("m", 1) == []
+    assert read_tree(fs, f"{root}/.staging") == {}
     report("faults_permanent", {"forbidden_requests": proxy.injected["403"], "partial_versions": 0})
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tf_bigexport.storage import PUBLISH_STEPS, StorageError, VersionPolicy
-from storage_testkit import assert_no_incomplete_visible, make_export, read_tree
+from storage_testkit import assert_no_incomplete_visible, export_files, make_export, read_tree
 
 REPO = Path(__file__).resolve().parents[1]
 INFO = {"fingerprint": {"v": 2}, "tensorflow_version": "2.21.0"}
@@ -79,8 +79,15 @@ def test_exception_after_step_then_rerun_converges(registry_target, tmp_path, pu
     reg = registry_target.registry(step_hook=hook)
     with pytest.raises((Boom, StorageError), match=f"injected after {step}"):
         reg.publish(str(second), "m", VersionPolicy.next_integer(), INFO, "job-2")
-    # cleanup ran on failure too
-    assert read_tree(fs, f"{root}/.staging") == {}
+    # Staging is kept until the commit is done: a retry uploads only what is missing.
+    staged = read_tree(fs, f"{root}/.staging/job-2")
+    assert staged == ({} if step == "cleaned" else export_files(second))
+    uploads = []
+    rerun = registry_target.registry()
+    real_put = rerun.store.put_file
+    rerun.store.put_file = lambda *a, **k: uploads.append(a[1]) or real_put(*a, **k)
+    assert rerun.publish(str(second), "m", VersionPolicy.next_integer(), INFO, "job-2").version == 2
+    assert uploads == []
     _check_after_crash_and_rerun(registry_target, fs, root, first, second, snapshot)
 
 

@@ -78,25 +78,25 @@ def test_rerun_of_same_job_returns_same_version_without_rewriting(registry_targe
 
 def test_stage_is_idempotent_and_verify_staged_finds_damage(registry_target, export):
     reg = registry_target.registry()
-    manifest = build_manifest(str(export))
-    staging = reg.stage(str(export), manifest, "job-s")
-    assert staging == f"{registry_target.uri}/.staging/job-s"
-    assert reg.verify_staged(staging, manifest) == []
+    publication = reg.publication("m", "job-s", build_manifest(str(export)))
+    staging = publication.stage(str(export))
+    assert staging == publication.staging_uri == f"{registry_target.uri}/.staging/job-s"
+    assert publication.verify() == []
 
     fs = registry_target.filesystem()
     damaged = fs._strip_protocol(staging) + "/variables/variables.data-00000-of-00002"
     flip_byte(fs, damaged)
-    found = reg.verify_staged(staging, manifest)
+    found = publication.verify()
     assert {m.path for m in found} == {"variables/variables.data-00000-of-00002"}
     assert "crc32c" in {m.reason for m in found}  # (backends without a native crc32c: sha256 too)
     fs.rm(fs._strip_protocol(staging) + "/assets/vocab.txt")
-    found = reg.verify_staged(staging, manifest, paths=["assets/vocab.txt", "fingerprint.pb"])
+    found = publication.verify(paths=["assets/vocab.txt", "fingerprint.pb"])
     assert [(m.path, m.reason) for m in found] == [("assets/vocab.txt", "missing")]
 
     # Re-staging repairs exactly the damaged and missing objects.
-    reg.stage(str(export), manifest, "job-s")
-    assert reg.verify_staged(staging, manifest) == []
-    reg.cleanup_staging(staging)
+    publication.stage(str(export))
+    assert publication.verify() == []
+    publication.clean()
     assert read_tree(fs, fs._strip_protocol(staging)) == {}
 
 
@@ -126,21 +126,22 @@ def test_marker_is_written_after_every_other_file(registry_target, export):
     reg = registry_target.registry(step_hook=hook)
     reg.publish(str(export), "m", VersionPolicy.next_integer(), {}, "job-a")
     everything = {p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file()}
-    assert seen["copied"] == everything - {"saved_model.pb"}
+    assert seen["copied"] == everything - {"saved_model.pb"}  # and nothing half-written beside them
     assert seen["marker"] == everything
 
 
 def test_commit_requires_the_claim(registry_target, export):
     reg = registry_target.registry()
     manifest = build_manifest(str(export))
-    staging = reg.stage(str(export), manifest, "job-b")
-    assert reg.claim_version("m", VersionPolicy.explicit(3), "job-a") == 3
+    job_a, job_b = (reg.publication("m", job, manifest) for job in ("job-a", "job-b"))
+    job_b.stage(str(export))
+    assert job_a.claim(VersionPolicy.explicit(3)) == 3
     with pytest.raises(VersionConflictError, match=r"version 3 of model 'm'.*job 'job-b' does not hold"):
-        reg.commit(staging, "m", 3, manifest, {}, "job-b")
+        job_b.commit(3, {})
     with pytest.raises(VersionConflictError, match=r"version 4 of model 'm'"):
-        reg.commit(staging, "m", 4, manifest, {}, "job-b")
+        job_b.commit(4, {})
     # the same job re-claiming gets the same version, whatever the policy
-    assert reg.claim_version("m", VersionPolicy.next_integer(), "job-a") == 3
+    assert job_a.claim(VersionPolicy.next_integer()) == 3
     assert reg.list_versions("m") == []
 
 
@@ -165,10 +166,8 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path, export):
         reg.publish(str(export), "m", VersionPolicy.next_integer(), {}, "a/b")
     with pytest.raises(StorageError, match="nowhere: not a directory"):
         reg.publish(str(tmp_path / "nowhere"), "m", VersionPolicy.next_integer(), {}, "job")
-    with pytest.raises(StorageError, match="is not a staging directory"):
-        reg.cleanup_staging(str(tmp_path / "reg" / "m"))
-    with pytest.raises(StorageError, match="is not inside"):
-        reg.cleanup_staging("/etc/.staging/x")
+    with pytest.raises(StorageError, match="job key '../x' is invalid"):
+        reg.publication("m", "../x", build_manifest(str(export)))
     with pytest.raises(StorageError, match="no release record"):
         reg.read_release_record("m", 1)
     (export / "bad name.txt").write_bytes(b"x")

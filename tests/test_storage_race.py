@@ -1,7 +1,7 @@
 """Publishers racing for versions: exactly one wins a version; next-integer gives unique numbers.
 
-On the GCS emulator (which ignores ifGenerationMatch=0, see
-test_storage_emulators.py) this exercises the generation-ordered bids.
+GCS through emulators.GcsConformanceProxy (create-only as GCS has it), S3 on
+moto, local files by hard links.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tf_bigexport.storage import VersionConflictError, VersionPolicy
+from tf_bigexport.storage import Manifest, VersionConflictError, VersionPolicy
 from storage_testkit import export_files, make_export, read_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,15 +56,19 @@ def test_two_publishers_one_version(registry_target, tmp_path):
     assert reg.read_release_record("m", 7).job_key == f"job-{winners[0]}"
 
 
+def claim(reg, model, policy, job_key):
+    return reg.publication(model, job_key, Manifest()).claim(policy)
+
+
 def test_claim_races_have_one_winner_each(registry_target):
     reg = registry_target.registry()
     for version in range(1, 6):
-        results = _race(3, lambda i: reg.claim_version("m", VersionPolicy.explicit(version), f"job-{version}-{i}"))
+        results = _race(3, lambda i: claim(reg, "m", VersionPolicy.explicit(version), f"job-{version}-{i}"))
         winners = [i for i, r in enumerate(results) if r == version]
         assert len(winners) == 1, (version, results)
         assert all(isinstance(r, VersionConflictError) and f"version {version} of model 'm'" in str(r)
                    for r in results if r != version), results
-        assert reg._claims.owner("m", version) == f"job-{version}-{winners[0]}"
+        assert reg.claims.owner("m", version) == f"job-{version}-{winners[0]}"
 
 
 def test_next_integer_race_gives_unique_versions(registry_target, tmp_path):
@@ -84,14 +88,14 @@ def test_next_integer_race_gives_unique_versions(registry_target, tmp_path):
 
 CLAIMER = r"""
 import json, sys
-from tf_bigexport.storage import Registry, VersionPolicy, VersionConflictError
+from tf_bigexport.storage import Manifest, Registry, VersionPolicy, VersionConflictError
 a = json.loads(sys.argv[1])
 reg = Registry(a["uri"], storage_options=a["options"])
 sys.stdin.readline()  # start line: all processes released together
 out = {}
 for v in range(1, 6):
     try:
-        out[v] = reg.claim_version("m", VersionPolicy.explicit(v), f"{a['job']}-v{v}")
+        out[v] = reg.publication("m", f"{a['job']}-v{v}", Manifest()).claim(VersionPolicy.explicit(v))
     except VersionConflictError as exc:
         out[v] = str(exc)
 print(json.dumps(out))
@@ -113,7 +117,7 @@ def test_claim_race_between_processes(registry_target):
     for v in range(1, 6):
         won = [i for i, out in enumerate(outs) if out[str(v)] == v]
         assert len(won) == 1, (v, outs)
-        assert reg._claims.owner("m", v) == f"proc-{won[0]}-v{v}"
+        assert reg.claims.owner("m", v) == f"proc-{won[0]}-v{v}"
         for i, out in enumerate(outs):
             if i not in won:
                 assert f"version {v} of model 'm'" in out[str(v)]

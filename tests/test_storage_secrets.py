@@ -44,7 +44,7 @@ def test_secrets_stay_out_of_records_errors_and_logs(registry_target, tmp_path, 
     errors = []
     for bad in (lambda: reg.read_release_record("m", 9),
                 lambda: reg.publish(str(export), "m", VersionPolicy.explicit(1), {}, "job-t"),
-                lambda: reg.cleanup_staging(f"{registry_target.uri}/m/1")):
+                lambda: reg.publication("m", "job/../x", reg.read_release_record("m", 1).manifest)):
         with pytest.raises(StorageError) as caught:
             bad()
         errors.append(str(caught.value))

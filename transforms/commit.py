@@ -1,12 +1,12 @@
 """Stage 5, Commit: claim a version and publish the verified staged files.
 
-Registry.claim_version is create-only and keyed by the job key, so a retry
-gets the version it already claimed; Registry.commit writes saved_model.(c)pb
-last and never overwrites a published version.
+The job's storage.Publication does it (the same protocol Registry.publish
+runs): the claim is create-only and keyed by the job key, so a retry gets the
+version it already claimed; the commit writes saved_model.(c)pb last and
+never overwrites a published version.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -16,7 +16,7 @@ import apache_beam as beam
 
 from tf_bigexport.transforms.elements import ExportState
 from tf_bigexport.transforms.save import SAVED_MODEL_DIRNAME
-from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter
+from tf_bigexport.transforms.stage_dofn import RegistryStageDoFn, apply_stage, counter
 
 
 def release_info(state: ExportState) -> dict[str, Any]:
@@ -30,30 +30,24 @@ def release_info(state: ExportState) -> dict[str, Any]:
     return info
 
 
-def record_as_dict(record: Any) -> dict[str, Any]:
-    return json.loads(record.to_json())
-
-
-def commit(state: ExportState) -> ExportState:
+def commit(state: ExportState, registry: Any = None) -> ExportState:
     from tf_bigexport import storage
     start = time.monotonic()
     task = state.task
-    registry = state.registry()
-    # A rerun of a run killed after its commit finished: that release stands. (Re-saving
-    # gives other bytes, TensorFlow's saves are not byte-reproducible, so it cannot be redone.)
-    record = registry.find_release(task.model_name, task.job_key)
+    registry = registry or state.registry()
+    publication = state.publication(registry)
+    # A rerun of a run killed after its commit got as far as the program file: that release
+    # stands. (Re-saving gives other bytes, TensorFlow's saves are not byte-reproducible.)
+    record = publication.published()
     if record is None:
-        version = registry.claim_version(task.model_name, storage.VersionPolicy.parse(task.version_policy),
-                                         task.job_key)
-        record = registry.commit(state.staging_uri, task.model_name, version, state.manifest,
-                                 release_info(state), task.job_key)
-    version = record.version
+        version = publication.claim(storage.VersionPolicy.parse(task.version_policy))
+        record = publication.commit(version, release_info(state))
     # The published copy is the one that counts now; staging and the local scratch copy can go.
-    registry.cleanup_staging(state.staging_uri)
+    publication.clean()
     shutil.rmtree(os.path.join(task.work_dir, SAVED_MODEL_DIRNAME), ignore_errors=True)
     registrations = register(record, registry, task.registration)
-    return state.advance("commit", time.monotonic() - start, version=version, release_record=record_as_dict(record),
-                         registrations=registrations)
+    return state.advance("commit", time.monotonic() - start, version=record.version,
+                         release_record=record.to_dict(), registrations=registrations)
 
 
 def register(record: Any, registry: Any, registration: dict[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -63,7 +57,7 @@ def register(record: Any, registry: Any, registration: dict[str, Any]) -> tuple[
     return tuple(r.to_dict() for r in results)
 
 
-class _CommitVersion(StageDoFn):
+class _CommitVersion(RegistryStageDoFn):
     stage = "commit"
 
     def __init__(self) -> None:
@@ -71,7 +65,7 @@ class _CommitVersion(StageDoFn):
         self._published = counter("files_published")
 
     def run(self, state: ExportState) -> Iterable[ExportState]:
-        committed = commit(state)
+        committed = commit(state, self.registries.of(state.task))
         self._published.inc(len(committed.manifest.files))
         yield committed
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Mapping
 
 import numpy as np
@@ -70,13 +71,36 @@ class ExportState:
     seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)  # stage -> wall time
 
     def registry(self) -> Any:
-        from tf_bigexport import storage
-        return storage.Registry(self.task.registry, storage_options=dict(self.task.storage_options))
+        return open_registry(self.task)
+
+    def publication(self, registry: Any = None) -> Any:
+        """This job's storage.Publication (`registry`: an open one, e.g. a DoFn's from setup)."""
+        registry = registry or self.registry()
+        return registry.publication(self.task.model_name, self.task.job_key, self.manifest)
 
     def advance(self, stage: str, seconds: float, **changes: Any) -> "ExportState":
         timings = dict(self.seconds)
         timings[stage] = timings.get(stage, 0.0) + seconds
         return dataclasses.replace(self, seconds=timings, **changes)
+
+
+def open_registry(task: ExportTask) -> Any:
+    from tf_bigexport import storage
+    return storage.Registry(task.registry, storage_options=dict(task.storage_options))
+
+
+class Registries:
+    """The storage.Registry of each registry a DoFn meets, opened once: a DoFn builds this in
+    `setup`, so elements do not each open a filesystem."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], Any] = {}
+
+    def of(self, task: ExportTask) -> Any:
+        key = (task.registry, json.dumps(dict(task.storage_options), sort_keys=True, default=str))
+        if key not in self._open:
+            self._open[key] = open_registry(task)
+        return self._open[key]
 
 
 @dataclasses.dataclass(frozen=True)

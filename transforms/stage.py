@@ -1,25 +1,30 @@
 """Stage 4a, Stage: upload the saved directory to the registry's staging
-prefix. Registry.stage skips objects already staged with the same size and
-checksum, so a retried bundle uploads only what is missing."""
+prefix. First, a job whose release already exists (a rerun with the same run
+id) uploads nothing: the release stands and the state carries it on. Staging
+skips objects already staged with the same size and checksum, so a retried
+bundle uploads only what is missing."""
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 import apache_beam as beam
 
 from tf_bigexport.transforms.elements import ExportState
-from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter
+from tf_bigexport.transforms.stage_dofn import RegistryStageDoFn, apply_stage, counter
 
 
-def stage(state: ExportState) -> ExportState:
+def stage(state: ExportState, registry: Any = None) -> ExportState:
     start = time.monotonic()
-    registry = state.registry()
-    staging_uri = registry.stage(state.saved_dir, state.manifest, state.task.job_key)
-    return state.advance("stage", time.monotonic() - start, staging_uri=staging_uri)
+    publication = state.publication(registry)
+    record = publication.published()
+    if record is not None:
+        return state.advance("stage", time.monotonic() - start, staging_uri=publication.staging_uri,
+                             version=record.version, release_record=record.to_dict())
+    return state.advance("stage", time.monotonic() - start, staging_uri=publication.stage(state.saved_dir))
 
 
-class _StageToRegistry(StageDoFn):
+class _StageToRegistry(RegistryStageDoFn):
     stage = "stage"
 
     def __init__(self) -> None:
@@ -27,8 +32,9 @@ class _StageToRegistry(StageDoFn):
         self._bytes = counter("bytes_staged")
 
     def run(self, state: ExportState) -> Iterable[ExportState]:
-        staged = stage(state)
-        self._bytes.inc(sum(f.size for f in staged.manifest.files))
+        staged = stage(state, self.registries.of(state.task))
+        if staged.release_record is None:
+            self._bytes.inc(sum(f.size for f in staged.manifest.files))
         yield staged
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import apache_beam as beam
 from apache_beam import pvalue
 
-from tf_bigexport.transforms.elements import ExportState, ExportTask, StageFailure
+from tf_bigexport.transforms.elements import ExportState, ExportTask, Registries, StageFailure
 
 FAILED = "failed"
 METRICS_NAMESPACE = "tf_bigexport"
@@ -73,6 +73,13 @@ class StageDoFn(beam.DoFn):
             return
         log.info("job=%s stage=%s status=done seconds=%.1f", name, self.stage, time.monotonic() - start)
         yield from outputs
+
+
+class RegistryStageDoFn(StageDoFn):
+    """A stage that talks to registries: each one opened once per DoFn instance, in setup."""
+
+    def setup(self) -> None:
+        self.registries = Registries()
 
 
 def apply_stage(pcoll: beam.PCollection, label: str, dofn: StageDoFn):

@@ -24,9 +24,9 @@ from typing import Any, Iterable
 import apache_beam as beam
 
 from tf_bigexport.transforms import trace as trace_stage
-from tf_bigexport.transforms.elements import ExportState
 from tf_bigexport.imageformat.fingerprints import fingerprint_mismatches
-from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter, describe, log
+from tf_bigexport.transforms.elements import ExportState, Registries
+from tf_bigexport.transforms.stage_dofn import RegistryStageDoFn, apply_stage, counter, describe, log
 
 RELOAD_TIMEOUT_SECONDS = 3600
 
@@ -36,29 +36,33 @@ class StagedObject:
     """One file to check: small, so the fan-out does not copy whole job states."""
     registry: str
     storage_options: dict
-    staging_uri: str
+    model_name: str
     entry: Any  # tf_bigexport.storage.FileEntry
 
 
 def _files_of(state: ExportState) -> Iterable[tuple[str, StagedObject]]:
+    if state.release_record is not None:  # published by an earlier run of this job: nothing staged
+        return
     for entry in state.manifest.files:
         yield state.task.job_key, StagedObject(state.task.registry, dict(state.task.storage_options),
-                                               state.staging_uri, entry)
+                                               state.task.model_name, entry)
 
 
 class _CheckStagedObject(beam.DoFn):
     """One staged object vs the manifest; emits (job_key, [problem, ...])."""
 
+    def setup(self) -> None:
+        self.registries = Registries()
+
     def process(self, keyed: tuple[str, StagedObject]):
         from tf_bigexport import storage
         job_key, item = keyed
-        path = item.entry.path
         try:
-            registry = storage.Registry(item.registry, storage_options=item.storage_options)
-            mismatches = registry.verify_staged(item.staging_uri, storage.Manifest(files=[item.entry]))
-            yield job_key, [f"{m.path}: {m.reason} (expected {m.expected}, got {m.actual})" for m in mismatches]
+            publication = self.registries.of(item).publication(item.model_name, job_key,
+                                                               storage.Manifest(files=[item.entry]))
+            yield job_key, [str(m) for m in publication.verify()]
         except Exception as e:  # reported with the job, not as a crashed bundle
-            yield job_key, [f"{path}: cannot verify: {describe(e)}"]
+            yield job_key, [f"{item.entry.path}: cannot verify: {describe(e)}"]
 
 
 def reload_and_compare(state: ExportState) -> list[str]:
@@ -88,7 +92,7 @@ def reload_and_compare(state: ExportState) -> list[str]:
     return problems
 
 
-class _JudgeStaged(StageDoFn):
+class _JudgeStaged(RegistryStageDoFn):
     stage = "verify"
 
     def __init__(self) -> None:
@@ -101,40 +105,43 @@ class _JudgeStaged(StageDoFn):
     def run(self, joined: tuple[str, dict[str, list]]) -> Iterable[ExportState]:
         _, groups = joined
         state: ExportState = groups["state"][0]
+        if state.release_record is not None:
+            yield state
+            return
         start = time.monotonic()
         problems = sorted(p for problem_list in groups["checks"] for p in problem_list)
         if len(groups["checks"]) != len(state.manifest.files):
             problems.append(f"{len(groups['checks'])} of {len(state.manifest.files)} staged files were checked")
-        if not problems:
-            problems = reload_and_compare(state)
-        if problems:
-            self._verification_failures.inc(len(problems))
-            discard_staged(state)
-            raise VerificationFailed(f"staged model at {state.staging_uri}: " + "; ".join(problems))
-        yield state.advance("verify", time.monotonic() - start)
+        yield judge(state, problems, self.registries.of(state.task), start, self._verification_failures)
 
 
 class VerificationFailed(Exception):
     pass
 
 
-def discard_staged(state: ExportState) -> None:
-    """Best effort: bytes that failed verification are never published, so drop them."""
-    try:
-        state.registry().cleanup_staging(state.staging_uri)
-    except Exception as e:  # the failure being reported matters more than the leftovers
-        log.warning("job=%s could not remove staging %s: %s", state.task.model_name, state.staging_uri, describe(e))
-
-
-def verify(state: ExportState) -> ExportState:
-    """The stage as a plain function: checksums of every staged file, then the reload check."""
-    start = time.monotonic()
-    mismatches = state.registry().verify_staged(state.staging_uri, state.manifest)
-    problems = [f"{m.path}: {m.reason}" for m in mismatches] or reload_and_compare(state)
+def judge(state: ExportState, problems: list[str], registry: Any, start: float, failures: Any = None) -> ExportState:
+    """Both forms of the stage end here: staged checksum problems, else the reload check.
+    Bytes that fail are never published, so their staging is dropped."""
+    problems = problems or reload_and_compare(state)
     if problems:
-        discard_staged(state)
+        if failures is not None:
+            failures.inc(len(problems))
+        try:
+            state.publication(registry).clean()
+        except Exception as e:  # the failure being reported matters more than the leftovers
+            log.warning("job=%s could not remove staging %s: %s", state.task.model_name, state.staging_uri,
+                        describe(e))
         raise VerificationFailed(f"staged model at {state.staging_uri}: " + "; ".join(problems))
     return state.advance("verify", time.monotonic() - start)
+
+
+def verify(state: ExportState, registry: Any = None) -> ExportState:
+    """The stage as a plain function: checksums of every staged file, then the reload check."""
+    if state.release_record is not None:
+        return state
+    start = time.monotonic()
+    registry = registry or state.registry()
+    return judge(state, [str(m) for m in state.publication(registry).verify()], registry, start)
 
 
 class Verify(beam.PTransform):
