@@ -301,7 +301,8 @@ def test_pipeline_account_may_write_only_staging_and_registry():
                                  (registry, "roles/storage.objectUser"), (temp, "roles/storage.objectAdmin")}
     # Delete/overwrite in the registry only where the publishing steps rewrite objects.
     condition = bucket_roles[(registry, "roles/storage.objectUser")]["condition"][0]["expression"]
-    assert ".staging/" in condition and "/index.json" in condition and ".claims" not in condition
+    assert ".staging/" in condition and ".probe/" in condition and "/index.json" in condition
+    assert ".claims" not in condition and ".releases" not in condition
     assert all(b.get("condition") is None for k, b in bucket_roles.items() if k[1] != "roles/storage.objectUser")
     assert not any("admin" in b["role"].lower() for k, b in bucket_roles.items() if k[0] == registry)
 

@@ -90,16 +90,17 @@ resource "google_storage_bucket_iam_member" "registry_create" {
 }
 
 # ...but delete or overwrite only what the publishing steps rewrite: staging
-# uploads and each model's index.json. Published
-# version directories, claims and release records stay create-only for it.
+# uploads and record drafts, the preflight's write probe, and each model's
+# index.json. Published version directories, claims and release records stay
+# create-only for it.
 resource "google_storage_bucket_iam_member" "registry_rewrite" {
   bucket = google_storage_bucket.registry.name
   role   = "roles/storage.objectUser"
   member = "serviceAccount:${google_service_account.pipeline.email}"
   condition {
-    title       = "staging-and-index-only"
-    description = "tf-bigexport rewrites only .staging/ and <model>/index.json"
-    expression  = "resource.name.startsWith(\"${local.object_root}.staging/\") || (resource.name.startsWith(\"${local.object_root}\") && resource.name.endsWith(\"/index.json\"))"
+    title       = "staging-probe-and-index-only"
+    description = "tf-bigexport rewrites only .staging/, .probe/ and <model>/index.json"
+    expression  = "resource.name.startsWith(\"${local.object_root}.staging/\") || resource.name.startsWith(\"${local.object_root}.probe/\") || (resource.name.startsWith(\"${local.object_root}\") && resource.name.endsWith(\"/index.json\"))"
   }
 }
 
