@@ -46,7 +46,9 @@ struct Options {
   bool show = false;
 };
 
-int Fail(int code, const std::string& message) {
+// One line per error (TensorFlow's statuses may span several).
+int Fail(int code, std::string message) {
+  std::replace(message.begin(), message.end(), '\n', ' ');
   std::cerr << "tf_bigexport_run: " << message << std::endl;
   return code;
 }

@@ -36,6 +36,10 @@ class CcBuild:
     def runner(self) -> Path:
         return self.outdir / "tf_bigexport_run"
 
+    @property
+    def reader(self) -> Path:
+        return self.outdir / "tf_bigexport_read"
+
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Runs tf_bigexport_run with TensorFlow's INFO logging off."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -74,5 +78,5 @@ def build() -> CcBuild:
     outdir = subprocess.run([sys.executable, "cc/tf_flags.py", "--outdir"], cwd=REPO, capture_output=True,
                             text=True, check=True).stdout.strip()
     result = CcBuild(REPO / outdir)
-    assert result.library.exists() and result.runner.exists(), done.stdout
+    assert result.library.exists() and result.runner.exists() and result.reader.exists(), done.stdout
     return result

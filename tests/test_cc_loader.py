@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -309,3 +310,43 @@ def test_runner_reports_bad_inputs_with_distinct_exit_codes(cc_build, scaler_cpb
         assert done.returncode == code and message in done.stderr, (args, done.returncode, done.stderr)
     missing = cc_build.run("--export_dir", str(tmp_path / "nothing-here"), "--show")
     assert missing.returncode == EXIT_LOAD_FAILED and "nothing-here" in missing.stderr
+
+
+# ---- many forged ChunkMetadata, one process ------------------------------------------
+
+FORGED_CASES = 150
+
+
+def test_forged_metadata_never_crashes_the_cc_reader(cc_build, scaler_cpb, tmp_path):
+    """The fuzz tests' metadata forgeries (test_fuzz_format._forge_metadata: chunk indices
+    out of range or reused, cycles, random field paths, huge sizes and offsets, deep
+    nesting, ...) with valid hashes, all read by one tf_bigexport_read process: a crash
+    kills it; every directory gets its line, ok or an error naming the file."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from test_fuzz_format import _forge_metadata
+
+    records = _records(scaler_cpb)
+    forged: list[bytes] = []
+
+    @settings(max_examples=FORGED_CASES, database=None, derandomize=True, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def collect(data):
+        forged.append(_forge_metadata(data, chunk_pb2.ChunkMetadata.FromString(records[-1])))
+
+    collect()
+    dirs = []
+    for index, metadata in enumerate(dict.fromkeys(forged)):  # distinct forgeries only
+        export_dir = tmp_path / f"forged-{index}"
+        shutil.copytree(scaler_cpb, export_dir)
+        _rewrite(export_dir, records[:-1] + [metadata])
+        dirs.append(export_dir)
+    done = subprocess.run([str(cc_build.reader), *map(str, dirs)], capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode in (0, EXIT_LOAD_FAILED), f"killed by a signal? exit {done.returncode}\n{done.stderr[-3000:]}"
+    lines = done.stdout.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [str(d) for d in dirs]
+    errors = [line for line in lines if ": error: " in line]
+    assert all(f"{d}/saved_model.cpb" in line for d, line in zip(dirs, lines) if ": error: " in line)
+    assert len(dirs) > 50 and len(errors) > len(dirs) // 2  # most forgeries are refused

@@ -183,3 +183,17 @@ def test_docs_example_pipeline_writes_predictions_equal_to_direct_calls(scaler_e
     assert sorted(line["id"] for line in lines) == sorted(f"e{i}" for i in range(len(EXAMPLES)))
     for line in lines:
         np.testing.assert_array_equal(np.asarray(line["output_0"], dtype=np.float32), expected[int(line["id"][1:])])
+
+
+def test_plain_pb_version_and_beams_multi_process_sharing(tmp_path):
+    """A version TensorFlow saved itself (saved_model.pb, as the servable form is), run with
+    large_model=True: Beam loads it in a separate process and proxies the calls."""
+    model = tf_model_zoo.Scaler()
+    tf.saved_model.save(model, str(tmp_path / "pb"), signatures=model.__call__)
+    expected = direct_outputs(tmp_path / "pb", "serving_default", EXAMPLES)
+    handler = SavedModelHandlerNumpy(str(tmp_path / "pb"), large_model=True, max_batch_size=4)
+    assert handler.share_model_across_processes()
+
+    def build(p):
+        assert_that(p | beam.Create(EXAMPLES) | RunInference(handler), equals_direct_calls(expected, EXAMPLES))
+    run_pipeline(build)
