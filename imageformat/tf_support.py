@@ -1,4 +1,4 @@
-"""Image-format save and load inside open-source TensorFlow 2.21.
+"""Image-format save and load inside open-source TensorFlow 2.16 to 2.21.
 
 The pip build of TensorFlow has the image-format code path in save.py but
 never imports a splitter, refuses the option in SaveOptions, serializes the
@@ -6,13 +6,15 @@ whole GraphDef at once (fatal past 2 GiB), and reads only .pb/.pbtxt on load.
 This module patches exactly those four places, and only while one of our
 saves or loads runs (or for good after ``enable()``).
 
-Every internal we touch is checked at import; a TensorFlow whose internals
-differ gets an ImportError naming the version, never a silently wrong file.
+The version is checked before any internal is imported, and every internal we
+touch is checked at import: a TensorFlow outside the supported range, or whose
+internals differ, gets an ImportError naming it, never a silently wrong file.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import math
@@ -21,7 +23,14 @@ import threading
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import tensorflow as tf
+
+from tf_bigexport.imageformat import tf_version
+from tf_bigexport.imageformat.tf_version import UnsupportedTensorFlowError
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB
+
+tf = tf_version.import_tensorflow()  # a missing or unsupported TensorFlow is refused by name first
+
+# pylint: disable=wrong-import-position
 from google.protobuf import message
 from tensorflow.python.eager.polymorphic_function import saved_model_utils
 from tensorflow.python.framework import ops
@@ -35,15 +44,43 @@ from tensorflow.python.saved_model import save as save_lib
 from tensorflow.python.saved_model import save_options
 from tensorflow.python.saved_model.pywrap_saved_model import constants
 from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as fingerprinting_pywrap
+# pylint: enable=wrong-import-position
 
-from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB
-
-SUPPORTED_VERSIONS = "2.21.x"
-_SUPPORTED_PREFIX = "2.21."
+SUPPORTED_VERSIONS = tf_version.SUPPORTED_RANGE
 
 
-class UnsupportedTensorFlowError(ImportError):
-    """The installed TensorFlow lacks an internal the image format relies on."""
+# --------------------------------------------------------------------------
+# Per-version adaptations
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Adaptation:
+    """Where a supported TensorFlow minor differs in what we patch.
+
+    Read from each minor's installed sources; the shape checks below confirm
+    the installed TensorFlow matches its entry. Unchanged from 2.16 to 2.21
+    and therefore not listed: the save path (save_and_return_nodes,
+    _fill_meta_graph_def, TrackableConstant), Graph._as_graph_def and the
+    loader's parse_saved_model. builder_impl passes Riegeli writer options to
+    the splitter's write() from 2.18 on; SavedModelSplitter.write takes both forms.
+    """
+    # save._SaveableView holds the SaveOptions as `.options` from 2.17 on, `._options` in 2.16.
+    saveable_view_options: str = "options"
+    # tf.saved_model.contains_saved_model (loader_impl.maybe_saved_model_directory)
+    # sees saved_model.cpb from 2.17 on; for 2.16 our load patches teach it.
+    contains_saved_model_sees_cpb: bool = True
+
+
+# Every supported minor is listed, so supporting a new one is a deliberate entry.
+ADAPTATIONS = {
+    "2.16": Adaptation(saveable_view_options="_options", contains_saved_model_sees_cpb=False),
+    "2.17": Adaptation(),
+    "2.18": Adaptation(),
+    "2.19": Adaptation(),
+    "2.20": Adaptation(),
+    "2.21": Adaptation(),
+}
+ADAPTATION = ADAPTATIONS[tf_version.minor_of(tf.__version__)]  # import_tensorflow checked the minor
 
 
 # --------------------------------------------------------------------------
@@ -64,7 +101,11 @@ def _require(condition: bool, what: str) -> str | None:
 
 
 def _check_version(version: str) -> str | None:
-    return _require(version.startswith(_SUPPORTED_PREFIX), f"version {version} is outside {SUPPORTED_VERSIONS}")
+    try:
+        tf_version.check_version(version)
+    except UnsupportedTensorFlowError:
+        return f"version {version} is outside {SUPPORTED_VERSIONS}"
+    return None
 
 
 def _check_save_options() -> str | None:
@@ -126,6 +167,24 @@ def _check_graph_internals() -> str | None:
         "Graph._functions/_lock/graph_def_versions, Operation._node_def")
 
 
+def _check_saveable_view_options() -> str | None:
+    init = getattr(getattr(save_lib, "_SaveableView", None), "__init__", None)
+    return _require(
+        init is not None and ADAPTATION.saveable_view_options in _names_used(init),
+        f"save._SaveableView.{ADAPTATION.saveable_view_options} (the save's SaveOptions)")
+
+
+def _check_contains_saved_model() -> str | None:
+    maybe = getattr(loader_impl, "maybe_saved_model_directory", None)
+    contains = getattr(loader_impl, "contains_saved_model", None)
+    return _require(
+        maybe is not None and contains is not None
+        and "maybe_saved_model_directory" in _names_used(contains)
+        and ("SAVED_MODEL_FILENAME_CPB" in _names_used(maybe)) == ADAPTATION.contains_saved_model_sees_cpb,
+        "loader_impl.contains_saved_model calling maybe_saved_model_directory, which "
+        + ("checks" if ADAPTATION.contains_saved_model_sees_cpb else "does not check") + " saved_model.cpb")
+
+
 def _check_loader() -> str | None:
     parse = getattr(loader_impl, "parse_saved_model", None)
     with_debug = getattr(loader_impl, "parse_saved_model_with_debug_info", None)
@@ -154,7 +213,9 @@ _SHAPE_CHECKS: tuple[Callable[[], str | None], ...] = (
     _check_fill_meta_graph_def,
     _check_graph_internals,
     _check_captured_constant_export,
+    _check_saveable_view_options,
     _check_loader,
+    _check_contains_saved_model,
     _check_constants_and_fingerprinting,
 )
 
@@ -187,6 +248,7 @@ _ORIGINAL_SAVE_AND_RETURN_NODES = save_lib.save_and_return_nodes
 _ORIGINAL_RESTORE_CONSTANT = saved_model_utils.TrackableConstant.__dict__["_deserialize_from_proto"]
 _ORIGINAL_EXPORT_CONSTANT = saved_model_utils.TrackableConstant._export_to_saved_model_graph  # pylint: disable=protected-access
 _ORIGINAL_PARSE_SAVED_MODEL = loader_impl.parse_saved_model
+_ORIGINAL_MAYBE_SAVED_MODEL_DIRECTORY = loader_impl.maybe_saved_model_directory
 _MISSING = object()
 _ORIGINAL_SAVE_SPLITTER = getattr(save_lib, "proto_splitter", _MISSING)
 _ORIGINAL_BUILDER_SPLITTER = getattr(builder_impl, "proto_splitter", _MISSING)
@@ -253,7 +315,7 @@ _loaded_constants = contextvars.ContextVar("imageformat_loaded_constants", defau
 def _fill_meta_graph_def(*args: Any, **kwargs: Any) -> Any:
     bound = inspect.signature(_ORIGINAL_FILL_META_GRAPH_DEF).bind(*args, **kwargs)
     saveable_view = bound.arguments["saveable_view"]
-    if not saveable_view.options.experimental_image_format:
+    if not getattr(saveable_view, ADAPTATION.saveable_view_options).experimental_image_format:
         return _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
     _check_captured_constants(saveable_view, _max_constant_bytes.get())
     token = _assembling_graph_def.set(True)
@@ -395,6 +457,13 @@ def _parse_saved_model(export_dir: Any) -> Any:
     return saved_model
 
 
+@functools.wraps(_ORIGINAL_MAYBE_SAVED_MODEL_DIRECTORY)
+def _maybe_saved_model_directory(export_dir: Any) -> bool:
+    """TensorFlow 2.16's check, taught saved_model.cpb as 2.17's does."""
+    return bool(_ORIGINAL_MAYBE_SAVED_MODEL_DIRECTORY(export_dir)) or file_io.file_exists(
+        file_io.join(os.fsdecode(os.fspath(export_dir)), SAVED_MODEL_CPB))
+
+
 def _restores_constants_by_object(saved_model: Any) -> bool:
     """Whether TensorFlow's loader reads top-level graph constants only through
     TrackableConstant (a TF2 SavedModel: one meta graph with an object graph)."""
@@ -485,7 +554,10 @@ _LOAD_PATCHES = _PatchSet([
     (loader_impl, "parse_saved_model", _parse_saved_model, _ORIGINAL_PARSE_SAVED_MODEL),
     (saved_model_utils.TrackableConstant, "_deserialize_from_proto", classmethod(_restore_constant),
      _ORIGINAL_RESTORE_CONSTANT),
-])
+] + ([] if ADAPTATION.contains_saved_model_sees_cpb else [
+    (loader_impl, "maybe_saved_model_directory", _maybe_saved_model_directory,
+     _ORIGINAL_MAYBE_SAVED_MODEL_DIRECTORY),
+]))
 _ALLOW_OPTION = _PatchSet([
     (save_options, "is_oss", False, save_options.is_oss),
 ])

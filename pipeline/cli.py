@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parse_args(sys.argv[1:] if argv is None else argv)
     from tf_bigexport.pipeline import logs
     logs.configure(args.verbose)
-    logs.import_tensorflow(args.verbose)  # once, quietly, before any command touches it
+    from tf_bigexport.imageformat.tf_version import UnsupportedTensorFlowError
+    try:
+        logs.import_tensorflow(args.verbose)  # once, quietly, before any command touches it
+    except UnsupportedTensorFlowError as error:
+        print(f"tf-bigexport: {error}", file=sys.stderr)
+        return ExitCode.ENVIRONMENT
     try:
         return _dispatch(args)
     except BrokenPipeError:  # e.g. `tf-bigexport inspect ... | head`: stop quietly

@@ -47,8 +47,10 @@ def native_stderr_silenced(enabled: bool = True):
 
 
 def import_tensorflow(verbose: bool = False):
+    """TensorFlow, quietly; UnsupportedTensorFlowError if it is missing or outside the supported range."""
+    from tf_bigexport.imageformat import tf_version
     with native_stderr_silenced(not verbose):
-        import tensorflow as tf
+        tf = tf_version.import_tensorflow()
     if not verbose:
         tf.get_logger().setLevel(logging.ERROR)
         tf.autograph.set_verbosity(0)

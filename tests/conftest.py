@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import compat_suite  # noqa: E402
 import emulators  # noqa: E402  (sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT before gcsfs connects)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in compat_suite.COMPAT_FILES:
+            item.add_marker(pytest.mark.compat)
 
 
 @pytest.fixture(scope="session")

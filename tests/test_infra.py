@@ -11,7 +11,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 import pytest
 
@@ -37,14 +41,17 @@ def dockerfile_base() -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def test_worker_image_matches_installed_beam_and_project_python():
+def test_worker_image_matches_installed_beam_and_a_supported_python():
     import apache_beam
+    from packaging.specifiers import SpecifierSet
     python, beam = dockerfile_base()
     assert beam == apache_beam.__version__
-    assert python == f"{sys.version_info.major}.{sys.version_info.minor}"
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
-    assert project["requires-python"] == f">={python},<3.{int(python.split('.')[1]) + 1}"
+    # The image pins one Python; it must be one the project supports (3.10 to 3.13).
+    supported = SpecifierSet(project["requires-python"])
+    assert f"{python}.0" in supported, (python, str(supported))
+    assert [f"3.{minor}" for minor in range(8, 16) if f"3.{minor}.0" in supported] == ["3.10", "3.11", "3.12", "3.13"]
     beam_pin = next(d for d in project["dependencies"] if d.startswith("apache-beam"))
     low, high = re.search(r">=([\d.]+),<([\d.]+)", beam_pin).groups()
     as_tuple = lambda v: tuple(int(x) for x in v.split("."))
@@ -61,10 +68,11 @@ def test_worker_image_copies_every_package_and_the_template_entry_point():
     entry = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/tf-bigexport/(\S+)", text).group(1)
     assert os.path.isfile(os.path.join(ROOT, entry))
     assert f"COPY {entry} ./{entry}" in text
-    assert re.search(r"pip install --no-cache-dir '\.\[gcs,mlflow\]'", text)
+    # TensorFlow is an extra (the user's own build elsewhere); the image picks the CPU build.
+    assert re.search(r"pip install --no-cache-dir '\.\[cpu,dataflow,gcs,mlflow\]'", text)
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
-    assert {"gcs", "mlflow"} <= set(extras)
+    assert {"cpu", "dataflow", "gcs", "mlflow"} <= set(extras)
 
 
 # ---- flex template ------------------------------------------------------------------
@@ -169,7 +177,14 @@ def test_launcher_submits_with_options_the_pipeline_understands(caplog):
         "p1", "europe-west4", "gs://tmp-bucket/tmp", "gs://tmp-bucket/tmp/staging")
     assert cloud.service_account_email == "sa@p1.iam.gserviceaccount.com"
     assert (worker.machine_type, worker.disk_size_gb, worker.max_num_workers) == ("n2-highmem-8", 200, 3)
-    assert options.view_as(SetupOptions).setup_file == os.path.join(ROOT, "setup.py")
+    setup = options.view_as(SetupOptions)
+    assert setup.setup_file == os.path.join(ROOT, "setup.py")
+    # Workers built from setup.py get the launcher's TensorFlow build and version (not a dependency).
+    import importlib.metadata
+    import tensorflow as tf
+    [distribution] = importlib.metadata.packages_distributions()["tensorflow"]
+    assert read(setup.requirements_file).split() == [f"{distribution}=={tf.__version__}"]
+    assert setup.requirements_cache == "skip"
     export = options.view_as(ExportOptions)
     assert (export.run_id, export.mlflow_tracking_uri) == ("nightly.1", "https://mlflow.example")
     assert "shuffle_mode=service" in options.view_as(
@@ -187,6 +202,7 @@ def test_launcher_with_image_skips_the_setup_file():
     assert options.view_as(WorkerOptions).sdk_container_image == image
     assert options.view_as(WorkerOptions).machine_type == "m3-ultramem-32"
     assert options.view_as(SetupOptions).setup_file is None
+    assert options.view_as(SetupOptions).requirements_file is None
 
 
 def test_launcher_template_mode_passes_declared_parameters():

@@ -1,6 +1,7 @@
 """The TensorFlow version/shape check and the scoping of our patches."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -16,21 +17,53 @@ from tensorflow.python.saved_model import save_options
 from tf_bigexport import imageformat
 from tf_bigexport.imageformat import graph_assembly
 from tf_bigexport.imageformat import tf_support
+from tf_bigexport.imageformat import tf_version
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_installed_tensorflow_is_supported() -> None:
-    assert tf.__version__.startswith("2.21.")
+    assert tf_version.minor_of(tf.__version__) in tf_version.SUPPORTED_MINORS
     tf_support.check_supported()
 
 
-def test_other_version_is_refused_by_name() -> None:
+@pytest.mark.parametrize("version", ["2.15.1", "2.22.0", "2.22.0rc0", "2.22.0-dev20261101", "3.0.0"])
+def test_version_outside_the_range_is_refused_by_name(version: str) -> None:
     with pytest.raises(tf_support.UnsupportedTensorFlowError) as raised:
-        tf_support.check_supported(version="2.22.0")
+        tf_support.check_supported(version=version)
     message = str(raised.value)
-    assert "2.22.0" in message and "2.21.x" in message
+    assert version in message and "2.16 to 2.21" in message
     assert isinstance(raised.value, ImportError)
+
+
+@pytest.mark.parametrize("version", ["2.16.1", "2.17.0rc1", "2.21.0"])
+def test_every_minor_in_the_range_passes_the_version_check(version: str) -> None:
+    tf_version.check_version(version)
+
+
+def test_unsupported_tensorflow_is_refused_before_any_internal_is_imported(tmp_path: pathlib.Path) -> None:
+    """A TensorFlow outside the range may lack the modules tf_support imports: the
+    version is what the error names, not a missing internal module."""
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("__version__ = '2.15.1'\n")
+    script = "from tf_bigexport.imageformat import tf_support\n"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == ("tf_bigexport.imageformat.tf_version.UnsupportedTensorFlowError: tf-bigexport supports "
+                    "TensorFlow 2.16 to 2.21; the installed TensorFlow is 2.15.1"), result.stderr
+
+
+def test_missing_tensorflow_says_what_to_install(tmp_path: pathlib.Path) -> None:
+    script = ("import sys; sys.modules['tensorflow'] = None\n"  # what an environment without TensorFlow does
+              "from tf_bigexport.imageformat import tf_support\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "needs TensorFlow 2.16 to 2.21 and none is installed" in last
+    assert "tf-bigexport[cpu]" in last and "tf-bigexport[gpu]" in last
 
 
 def test_missing_fill_meta_graph_def_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,14 +97,15 @@ def test_save_without_splitter_call_is_refused(monkeypatch: pytest.MonkeyPatch) 
         tf_support.check_supported()
 
 
-def test_import_fails_loudly_on_unsupported_internals() -> None:
+def test_import_fails_loudly_on_unsupported_internals(tmp_path: pathlib.Path) -> None:
     script = (
         "from tensorflow.python.saved_model import save_options\n"
         "del save_options.is_oss\n"
         "from tf_bigexport import imageformat\n"
         "imageformat.save\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+    # Not from the repository root: there `tf_bigexport/` is the bare folder, not the installed package.
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode != 0
     assert "UnsupportedTensorFlowError" in result.stderr
@@ -81,9 +115,10 @@ def test_import_fails_loudly_on_unsupported_internals() -> None:
 
 def test_image_format_options_copy_everything_and_leave_the_original() -> None:
     policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=1000)
-    original = tf.saved_model.SaveOptions(
-        save_debug_info=True, experimental_sharding_callback=policy, extra_tags=["gpu"],
-        namespace_whitelist=["Custom"])
+    settings = dict(save_debug_info=True, experimental_sharding_callback=policy, namespace_whitelist=["Custom"])
+    if "extra_tags" in save_options.SaveOptions.__slots__:  # TensorFlow 2.17 on
+        settings["extra_tags"] = ["gpu"]
+    original = tf.saved_model.SaveOptions(**settings)
     copy = tf_support.image_format_options(original)
     assert copy is not original
     assert copy.experimental_image_format is True and original.experimental_image_format is False
@@ -155,3 +190,46 @@ def test_failed_save_and_load_unwind_patches(tmp_path: pathlib.Path) -> None:
     assert ops.Graph._as_graph_def is original_as_graph_def  # pylint: disable=protected-access
     assert loader_impl.parse_saved_model is original_parse
     assert not hasattr(save_lib, "proto_splitter")
+
+
+def test_every_supported_minor_has_its_adaptation() -> None:
+    assert sorted(tf_support.ADAPTATIONS) == sorted(tf_version.SUPPORTED_MINORS)
+    assert tf_support.ADAPTATION is tf_support.ADAPTATIONS[tf_version.minor_of(tf.__version__)]
+
+
+def test_an_adaptation_that_does_not_match_the_installed_sources_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = "_options" if tf_support.ADAPTATION.saveable_view_options == "options" else "options"
+    monkeypatch.setattr(tf_support, "ADAPTATION", dataclasses.replace(
+        tf_support.ADAPTATION, saveable_view_options=wrong,
+        contains_saved_model_sees_cpb=not tf_support.ADAPTATION.contains_saved_model_sees_cpb))
+    with pytest.raises(tf_support.UnsupportedTensorFlowError) as raised:
+        tf_support.check_supported()
+    assert f"_SaveableView.{wrong}" in str(raised.value)
+    assert "maybe_saved_model_directory" in str(raised.value)
+
+
+class Halve(tf.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = tf.Variable(tf.range(64, dtype=tf.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([64], tf.float32)])
+    def __call__(self, x):
+        return (x + self.w) / 2
+
+
+def test_contains_saved_model_sees_our_cpb_while_loading(tmp_path: pathlib.Path) -> None:
+    """tf.saved_model.contains_saved_model learned saved_model.cpb in 2.17; on 2.16 our load patches teach it."""
+    export_dir = tmp_path / "halve"
+    imageformat.save(Halve(), export_dir, max_chunk_size=256)
+    assert (export_dir / "saved_model.cpb").exists() and not (export_dir / "saved_model.pb").exists()
+    with tf_support.chunked_loading():
+        assert tf.saved_model.contains_saved_model(str(export_dir))
+        assert tf.saved_model.contains_saved_model(export_dir)
+        assert not tf.saved_model.contains_saved_model(str(tmp_path))
+        loaded = tf.saved_model.load(str(export_dir))
+    assert loaded(tf.ones([64])).numpy()[3] == 2.0
+    if not tf_support.is_enabled():
+        sees_cpb = tf.saved_model.contains_saved_model(str(export_dir))
+        assert sees_cpb == tf_support.ADAPTATION.contains_saved_model_sees_cpb  # TensorFlow's own, restored

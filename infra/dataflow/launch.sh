@@ -81,7 +81,12 @@ else
   if [ -n "$image" ]; then
     cmd+=(--sdk_container_image "$image" --experiments use_runner_v2)
   else
-    cmd+=(--setup_file "$root/setup.py")
+    # TensorFlow is not a plain dependency of the project (users keep their own build),
+    # so workers get the launching environment's, pinned, straight from the index.
+    requirements="${TMPDIR:-/tmp}/tf-bigexport-worker-requirements-$run_id.txt"
+    "$python" -c 'import importlib.metadata as m; d = m.packages_distributions()["tensorflow"][0]; print(f"{d}=={m.version(d)}")' \
+        > "$requirements"
+    cmd+=(--setup_file "$root/setup.py" --requirements_file "$requirements" --requirements_cache skip)
   fi
 fi
 cmd+=("${extra[@]}")

@@ -1,0 +1,26 @@
+"""The tests `make test-compat` (tools/compat.py) runs against every supported TensorFlow.
+
+Format and conformance: save, load, enable(), TensorFlow's C++ reading our
+.cpb, the merged proto equal to TensorFlow's own save on the stable
+fingerprint hashes. conftest.py marks their tests `compat`; tools/compat.py
+passes these files (plus INSTALLED_FILES) to pytest, so no other test module
+(and its dependencies: emulators, Terraform parsing) is even collected there.
+None of them may need an emulator or a dev-only package.
+"""
+
+COMPAT_FILES = frozenset({
+    "test_save_load.py",
+    "test_tf_reads_our_cpb.py",
+    "test_tf_support.py",
+    "test_chunked_file.py",
+    "test_deferred_constants.py",
+    "test_merger.py",
+    "test_splitter.py",
+    "test_riegeli_roundtrip.py",
+    "test_riegeli_layout.py",
+    "test_riegeli_hashing.py",
+    "test_highwayhash.py",
+})
+
+# Checks of the installed wheel itself (marked `installed`; deselected by default).
+INSTALLED_FILES = frozenset({"test_installed_wheel.py"})
