@@ -28,6 +28,7 @@ writer re-reads the records after writing so a lost update is repaired.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -36,6 +37,7 @@ from .errors import StorageError
 from .manifest import FileEntry, Manifest
 from .objects import Store, dump_json
 
+log = logging.getLogger("storage")
 RECORD_SCHEMA = "tf-bigexport.release/1"
 INDEX_SCHEMA = "tf-bigexport.index/1"
 RELEASES_DIR = ".releases"
@@ -149,13 +151,20 @@ class ReleaseStore:
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def _build_index(self, model: str) -> dict:
-        paths = [self.record_path(model, v) for v in self.versions(model)]
+        paths = {self.record_path(model, v): v for v in self.versions(model)}
         rows = []
-        for path, raw in self._store.read_many(paths).items():
-            data = json.loads(raw)
-            rows.append({"version": int(data["version"]), "committed": data.get("committed"),
-                         "fingerprint": data.get("fingerprint"), "job_key": data.get("job_key"),
-                         "record": f"{RELEASES_DIR}/{data['version']}.json"})
+        for path, raw in self._store.read_many(list(paths)).items():
+            where = self._store.uri_of(path)
+            try:
+                record = ReleaseRecord.from_json(raw, where=where)
+                if (record.model_name, record.version) != (model, paths[path]):
+                    raise StorageError(f"{where}: names {record.model_name!r} version {record.version}")
+            except StorageError as exc:  # one damaged record must not stop publishing
+                log.warning("%s; skipped: the index lists only readable records", exc)
+                continue
+            rows.append({"version": record.version, "committed": record.committed,
+                         "fingerprint": record.fingerprint, "job_key": record.job_key,
+                         "record": f"{RELEASES_DIR}/{record.version}.json"})
         rows.sort(key=lambda r: r["version"])
         return {"schema": INDEX_SCHEMA, "model_name": model,
                 "latest": rows[-1]["version"] if rows else None, "versions": rows}
@@ -175,5 +184,16 @@ class ReleaseStore:
         return fresh
 
     def read_index(self, model: str) -> dict | None:
+        """index.json, or None if absent or damaged (it is derived data: the next update rebuilds it)."""
         data = self._store.read_bytes(self.index_path(model))
-        return None if data is None else json.loads(data)
+        if data is None:
+            return None
+        try:
+            index = json.loads(data)
+        except ValueError:
+            index = None
+        if not isinstance(index, dict):
+            log.warning("%s: damaged (not a JSON object); it is rebuilt from the release records",
+                        self._store.uri_of(self.index_path(model)))
+            return None
+        return index

@@ -122,9 +122,10 @@ class Registry:
         files = self.store.find_files(self.store.join(model_name, str(version)))
         try:
             record = self.releases.read(model_name, version)
-            owner = self.claims.owner(model_name, version)
-        except (StorageError, ValueError, AttributeError) as exc:
+            claim = self.claims.read(model_name, version)
+        except StorageError as exc:
             return VersionState(model_name, version, DAMAGED, detail=f"{where}: {self._redact.text(exc)}")
+        owner = None if claim is None else claim["job_key"]
         if record is not None:
             if not is_complete(files):
                 return VersionState(model_name, version, DAMAGED, record.job_key,

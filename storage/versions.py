@@ -24,6 +24,7 @@ from .objects import Store, dump_json
 log = logging.getLogger("storage")
 CLAIMS_DIR = ".claims"
 CLAIM_SCHEMA = "tf-bigexport.claim/1"
+DAMAGED_CLAIM = "<damaged claim>"
 _MAX_CLAIM_ATTEMPTS = 64
 
 
@@ -88,13 +89,29 @@ class VersionClaims:
         return self._store.join(model, CLAIMS_DIR, f"{version}.json")
 
     # -- reading
+    def _parse(self, path: str, data: bytes) -> dict:
+        try:
+            claim = json.loads(data)
+        except ValueError:
+            claim = None
+        if not isinstance(claim, dict) or not isinstance(claim.get("job_key"), str):
+            raise StorageError(f"{self._store.uri_of(path)}: damaged claim (not a JSON object naming a job_key)")
+        return claim
+
     def read(self, model: str, version: int) -> dict | None:
-        data = self._store.read_bytes(self.claim_path(model, version))
-        return None if data is None else json.loads(data)
+        """The claim on `version`, None if there is none; StorageError if it is damaged."""
+        path = self.claim_path(model, version)
+        data = self._store.read_bytes(path)
+        return None if data is None else self._parse(path, data)
 
     def owner(self, model: str, version: int) -> str | None:
-        claim = self.read(model, version)
-        return None if claim is None else claim.get("job_key")
+        """Who holds `version`; a damaged claim holds it for nobody we know (DAMAGED_CLAIM)."""
+        try:
+            claim = self.read(model, version)
+        except StorageError as exc:
+            log.warning("%s; the version stays taken", exc)
+            return DAMAGED_CLAIM
+        return None if claim is None else claim["job_key"]
 
     def claimed_versions(self, model: str) -> set[int]:
         names = self._store.list_names(self.claims_dir(model))
@@ -102,11 +119,15 @@ class VersionClaims:
 
     def find_claim_of(self, model: str, job_key: str) -> int | None:
         """The version this job already claimed for `model`, if any."""
-        paths = [self.claim_path(model, v) for v in sorted(self.claimed_versions(model))]
-        for path, data in sorted(self._store.read_many(paths).items()):
-            claim = json.loads(data)
-            if claim.get("job_key") == job_key:
-                return int(claim["version"])
+        paths = {self.claim_path(model, v): v for v in sorted(self.claimed_versions(model))}
+        for path, data in sorted(self._store.read_many(list(paths)).items()):
+            try:
+                claim = self._parse(path, data)
+            except StorageError as exc:  # someone else's damaged claim must not stop this job
+                log.warning("%s; skipped", exc)
+                continue
+            if claim["job_key"] == job_key:
+                return paths[path]
         return None
 
     # -- claiming
@@ -137,7 +158,9 @@ class VersionClaims:
             if version in published and self.owner(model, version) is None:
                 raise VersionConflictError(model, version, "a version directory exists unclaimed")
             if not self.try_claim(model, version, job_key):
-                raise VersionConflictError(model, version, f"claim held by job {self.owner(model, version)!r}")
+                owner = self.owner(model, version)
+                raise VersionConflictError(model, version, f"its claim {self._store.uri_of(self.claim_path(model, version))} "
+                                           "is damaged" if owner == DAMAGED_CLAIM else f"claim held by job {owner!r}")
             return version
         highest = max(published | self.claimed_versions(model), default=0)
         version = policy.first_candidate(highest)

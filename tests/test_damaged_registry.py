@@ -1,0 +1,85 @@
+"""A damaged registry does not stop publishing (issue 13.7): the damaged object is named in a
+warning and skipped, or rebuilt from the release records; what was published is reported as
+published; a rerun of the same job adds no second version."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tf_bigexport.storage import VersionPolicy
+from tf_bigexport.storage.release_state import DAMAGED, PUBLISHED
+from storage_testkit import make_export
+
+INFO = {"fingerprint": {"saved_model_checksum": "7"}, "tensorflow_version": "2.21.0"}
+
+
+def _damage(fs, root, kind, record_of_1: dict) -> tuple[str, int]:
+    """Writes the damage; returns (the damaged object's name, the version the next publish gets)."""
+    if kind == "truncated record":
+        fs.pipe_file(f"{root}/m/.releases/7.json", json.dumps(record_of_1).encode()[:57])
+        return "m/.releases/7.json", 2
+    if kind == "record with version 'seven'":
+        fs.pipe_file(f"{root}/m/.releases/7.json", json.dumps({**record_of_1, "version": "seven"}).encode())
+        return "m/.releases/7.json", 2
+    if kind == "garbage index":
+        fs.pipe_file(f"{root}/m/index.json", b"\x00\x9c not json {")
+        return "m/index.json", 2
+    fs.pipe_file(f"{root}/m/.claims/7.json", b"[]")  # "claim holding []": version 7 stays taken
+    return "m/.claims/7.json", 8
+
+
+@pytest.mark.parametrize("kind", ["truncated record", "record with version 'seven'", "garbage index",
+                                  "claim holding []"])
+def test_publishing_goes_on_in_a_damaged_registry(registry_target, tmp_path, caplog, kind):
+    reg = registry_target.registry()
+    first = reg.publish(str(make_export(tmp_path / "a", seed=1)), "m", VersionPolicy.next_integer(), INFO, "job-1")
+    fs = registry_target.filesystem()
+    root = fs._strip_protocol(registry_target.uri).rstrip("/")
+    fs.makedirs(f"{root}/m/.claims", exist_ok=True)
+    fs.makedirs(f"{root}/m/.releases", exist_ok=True)
+    damaged, expected = _damage(fs, root, kind, first.to_dict())
+    fs.invalidate_cache()
+
+    export = make_export(tmp_path / "b", seed=2)
+    with caplog.at_level(logging.WARNING, logger="storage"):
+        record = reg.publish(str(export), "m", VersionPolicy.next_integer(), INFO, "job-2")
+    assert record.version == expected
+    assert f"{registry_target.uri}/{damaged}" in caplog.text  # the damaged object, by name
+    assert reg.release_state("m", expected).state == PUBLISHED and reg.verify_version("m", expected) == []
+    assert [row["version"] for row in reg.read_index("m")["versions"]] == [1, expected]
+    # a retry of the same job is the same version, not a duplicate
+    assert reg.publish(str(export), "m", VersionPolicy.next_integer(), INFO, "job-2") == record
+    assert sorted(reg.list_versions("m")) == sorted({1, expected} | ({7} if "record" in kind else set()))
+    if kind != "garbage index":
+        assert reg.release_state("m", 7).state == DAMAGED
+
+
+def test_a_damaged_explicit_version_is_refused_naming_the_object(registry_target, tmp_path):
+    reg = registry_target.registry()
+    fs = registry_target.filesystem()
+    root = fs._strip_protocol(registry_target.uri).rstrip("/")
+    fs.makedirs(f"{root}/m/.claims", exist_ok=True)
+    fs.pipe_file(f"{root}/m/.claims/7.json", b"[]")
+    fs.invalidate_cache()
+    from tf_bigexport.storage import VersionConflictError
+    with pytest.raises(VersionConflictError, match=r"version 7 of model 'm'.*\.claims/7\.json.*damaged"):
+        reg.publish(str(make_export(tmp_path / "a")), "m", VersionPolicy.explicit(7), INFO, "job-1")
+
+
+def test_the_pipeline_reports_a_version_it_published_into_a_damaged_registry_as_published(tmp_path):
+    """It used to write the version, then fail 'in commit' on the damaged record; a retry then made a duplicate."""
+    from hostile_testkit import tiny_job
+    from tf_bigexport.pipeline.direct import export_directly
+    from tf_bigexport.pipeline.jobs import parse_jobs
+    registry = tmp_path / "reg"
+    (registry / "tiny" / ".releases").mkdir(parents=True)
+    (registry / "tiny" / ".releases" / "7.json").write_bytes(b'{"schema": "tf-bigexport.release/1", "vers')
+    (registry / "tiny" / "index.json").write_bytes(b"garbage")
+    [job] = parse_jobs({"registry": str(registry), "jobs": [tiny_job("tiny")]}, source="jobs.json")
+    state = export_directly(job, work_root=str(tmp_path / "work"), run_id="r1")
+    assert state.version == 1 and state.release_record["version"] == 1
+    index = json.loads((registry / "tiny" / "index.json").read_text())
+    assert [row["version"] for row in index["versions"]] == [1]
+    assert export_directly(job, work_root=str(tmp_path / "work2"), run_id="r1").version == 1
