@@ -4,11 +4,10 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tf_bigexport.registries.adapter import ModelRegistryAdapter
 from tf_bigexport.registries.json_index import JsonIndexAdapter
-from tf_bigexport.storage.uris import is_uri
+from tf_bigexport.storage.uris import strip_userinfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +25,7 @@ class RegistrationConfig:
 
     def without_credentials(self) -> "RegistrationConfig":
         """The same URIs minus any user:password@ (safe to print and to write into outcomes)."""
-        return RegistrationConfig(**{f.name: _strip_userinfo(getattr(self, f.name))
+        return RegistrationConfig(**{f.name: getattr(self, f.name) and strip_userinfo(getattr(self, f.name))
                                      for f in dataclasses.fields(self)})
 
     def cli_flags(self) -> list[str]:
@@ -41,12 +40,3 @@ class RegistrationConfig:
     def retry_command(self, version_uri: str) -> str:
         """What to run to retry registering a published version (credentials left out)."""
         return shlex.join(["tf-bigexport", "register", version_uri, *self.without_credentials().cli_flags()])
-
-
-def _strip_userinfo(uri: str | None) -> str | None:
-    if not uri or not is_uri(uri):
-        return uri
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -36,7 +36,7 @@ from .redact import Redactor
 from .backends import open_filesystem
 from .retry import RetryPolicy, with_retries
 from .transfer import FileProgress
-from .uris import display_uri, local_path
+from .uris import display_uri, has_userinfo, is_uri, local_path
 
 T = TypeVar("T")
 READ_BLOCK = 8 << 20
@@ -269,6 +269,12 @@ class Store:
         self._call("delete", directory, action)
 
 
+CREDENTIALS_HINT = ("pass credentials as storage options (--storage_options JSON or $TF_BIGEXPORT_STORAGE_OPTIONS, "
+                    'e.g. {"key": ..., "secret": ...} for S3, {"token": "/path/to/key.json"} for GCS) or through '
+                    "the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS), "
+                    "never in the URI")
+
+
 def uri_problem(uri: object) -> str | None:
     """Why `open_store` refuses `uri`, or None. The jobs-file validation asks the same
     question before any job runs."""
@@ -277,6 +283,12 @@ def uri_problem(uri: object) -> str | None:
     shown = display_uri(uri).rstrip("/")
     if any(segment == ".." for segment in urlsplit(uri).path.split("/")):
         return f"URI {shown!r} must not contain '..'"
+    parts = urlsplit(uri)
+    if has_userinfo(uri):
+        return f"URI {shown!r} carries credentials (user info before '@'): {CREDENTIALS_HINT}"
+    if is_uri(uri) and (parts.query or parts.fragment):
+        return (f"URI {shown!r} has a query string or fragment ('?...', '#...'); it would become part of "
+                f"object names, or it is a token: {CREDENTIALS_HINT}")
     try:
         local = local_path(uri)
     except InvalidNameError as exc:

@@ -2,17 +2,22 @@
 
 Secrets come from two places: storage_options (keys such as secret, token,
 key, password) and the environment variables cloud SDKs read. Every string
-the storage layer shows goes through `Redactor.text`.
+the storage layer shows goes through `Redactor.text`, which masks each secret
+as written, URL-encoded and base64-encoded. URIs never carry secrets: the
+storage layer refuses user info and query strings in them (objects.uri_problem).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
 from typing import Any, Callable, TypeVar
+from urllib.parse import quote, quote_plus
 
 from .errors import StorageError
+from .uris import USERINFO
 
 F = TypeVar("F", bound=Callable)
 
@@ -23,8 +28,6 @@ _SECRET_ENV = (
     "GOOGLE_OAUTH_ACCESS_TOKEN", "GCS_OAUTH_TOKEN", "AZURE_STORAGE_KEY",
     "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING",
 )
-# user:password@ in URLs, and signed-URL / token query parameters.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _QUERY_SECRET = re.compile(
     r"(?P<name>(?:access_token|token|sig|signature|x-amz-signature|x-amz-credential|"
     r"x-amz-security-token|x-goog-signature|x-goog-credential|key)=)[^&\s'\"]+",
@@ -46,6 +49,13 @@ def _secret_values(value: Any, under_secret_key: bool, out: set[str]) -> None:
             out.add(text)
 
 
+def _encodings(secret: str) -> set[str]:
+    """The secret as written and as URL-encoding and base64 would show it."""
+    raw = secret.encode("utf-8")
+    return {secret, quote(secret, safe=""), quote_plus(secret), base64.b64encode(raw).decode("ascii"),
+            base64.urlsafe_b64encode(raw).decode("ascii"), base64.b64encode(raw).decode("ascii").rstrip("=")}
+
+
 class Redactor:
     """Masks known secret values and credential-bearing URL parts in text."""
 
@@ -55,14 +65,15 @@ class Redactor:
         for name in _SECRET_ENV:
             if len(os.environ.get(name, "")) >= _MIN_SECRET_LEN:
                 secrets.add(os.environ[name])
+        forms = {form for secret in secrets for form in _encodings(secret)}
         # longest first so a secret containing another is masked whole
-        self._secrets = sorted(secrets, key=len, reverse=True)
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def text(self, value: object) -> str:
         out = str(value)
         for secret in self._secrets:
             out = out.replace(secret, MASK)
-        out = _USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", out)
+        out = USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", out)
         return _QUERY_SECRET.sub(lambda m: m.group("name") + MASK, out)
 
     def describe(self, exc: BaseException) -> str:

@@ -6,6 +6,7 @@ apply the same rules as the storage layer before any work starts.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidNameError
@@ -45,10 +46,22 @@ def is_remote(location: str) -> bool:
     return local_path(location) is None
 
 
+# user[:password]@ after the scheme; a password may hold '/' (AWS secret keys do), which
+# a URL parser would read as the start of the path: "s3://KEY:SE/CRET@bucket/p".
+USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@\s]+|[^@\s]*:[^@\s]*)@")
+
+
+def has_userinfo(uri: str) -> bool:
+    return USERINFO.match(uri) is not None
+
+
+def strip_userinfo(uri: str) -> str:
+    return USERINFO.sub(lambda m: m.group("scheme"), uri, count=1)
+
+
 def display_uri(uri: str) -> str:
-    """The URI without user info or query: safe to log and to record."""
-    parts = urlsplit(uri)
-    if not parts.scheme or len(parts.scheme) == 1:  # plain path (or a Windows drive)
+    """The URI without user info, query or fragment: safe to log and to record."""
+    if not is_uri(uri):
         return uri
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    parts = urlsplit(strip_userinfo(uri))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

@@ -154,3 +154,41 @@ def test_versions_are_ascii_digits_within_int64(text):
 def test_versions_parse_from_ascii_text_and_ints():
     from tf_bigexport.storage.names import parse_version
     assert parse_version("12") == 12 and parse_version(7) == 7 and parse_version(True) is None
+
+
+@pytest.mark.parametrize("uri", ["s3://AKIAFAKE:wJalr-Secret-XYZ@bucket/models",
+                                 "gs://oauth2:ya29.Secret-XYZ@bucket/models",
+                                 "gs://bucket/models?access_token=ya29.Secret-XYZ",
+                                 "s3://bucket/models?X-Amz-Signature=Secret-XYZ&X-Amz-Credential=a",
+                                 "gs://bucket/models#Secret-XYZ"])
+def test_credentials_in_uris_are_refused_saying_how_to_pass_them(uri, tmp_path):
+    from tf_bigexport.storage import Registry, uri_problem
+    problem = uri_problem(uri)
+    assert problem and "Secret-XYZ" not in problem
+    assert "--storage_options" in problem and "TF_BIGEXPORT_STORAGE_OPTIONS" in problem
+    assert "AWS_ACCESS_KEY_ID" in problem and "never in the URI" in problem
+    with pytest.raises(InvalidNameError) as caught:
+        Registry(uri)
+    assert "Secret-XYZ" not in str(caught.value) and "storage options" in str(caught.value)
+
+
+def test_file_localhost_is_the_local_path(tmp_path):
+    """RFC 8089: file://localhost/p is /p (it used to publish under ./localhost/p)."""
+    from tf_bigexport.storage import Registry, VersionPolicy
+    from storage_testkit import make_export
+    record = Registry(f"file://localhost{tmp_path}/reg").publish(
+        str(make_export(tmp_path / "e")), "m", VersionPolicy.next_integer(), {}, "job-a")
+    assert (tmp_path / "reg" / "m" / "1" / "saved_model.pb").is_file()
+    assert record.uri == f"file://localhost{tmp_path}/reg/m/1"
+    with pytest.raises(InvalidNameError, match="must name a local path"):
+        Registry("file://fileserver/data/reg")
+
+
+def test_redactor_masks_every_form_of_a_secret():
+    import base64
+    from urllib.parse import quote
+    from tf_bigexport.storage.redact import Redactor
+    secret = "tok/en+with=chars"
+    text = Redactor({"token": secret}).text(
+        f"raw {secret} url {quote(secret, safe='')} b64 {base64.b64encode(secret.encode()).decode()}")
+    assert text == "raw *** url *** b64 ***"

@@ -2,7 +2,11 @@
 
 - A fake token in the environment and in --storage_options never shows up in
   stdout, stderr (verbose logs included), outcome files, release records or
-  any stored object, on success and on a storage failure.
+  any stored object, on success and on a storage failure: not as written, not
+  URL-encoded, not base64-encoded.
+- Registry URIs carrying credentials (user info, query tokens) are refused
+  before any work, saying how to pass credentials, and the secret in them
+  shows up nowhere either.
 - `inspect` and `verify` parse files without running model code: neither the
   factory module is imported nor the graph's WriteFile op executed; `call`
   (which runs the model, for trusted models) does execute it: the control
@@ -10,19 +14,37 @@
 """
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import uuid
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 from hostile_testkit import child_env, pipeline_command, report, write_jobs
 from storage_testkit import read_tree
 
-FAKE_OPTION_SECRET = "opt-Secret-7c1d2e3f4a5b6c"
-FAKE_ENV_SECRET = "env-Secret-9a8b7c6d5e4f3a"
+# '/', '+' and '=' change under URL-encoding: each form is searched for separately
+FAKE_OPTION_SECRET = "opt/Secret+7c1d2e3f4a5b6c="
+FAKE_ENV_SECRET = "env/Secret+9a8b7c6d5e4f3a="
+FAKE_URI_SECRET = "uri/Secret+0f1e2d3c4b5a69="
 SECRET_ENV = {"AWS_SECRET_ACCESS_KEY": FAKE_ENV_SECRET, "GOOGLE_OAUTH_ACCESS_TOKEN": FAKE_ENV_SECRET,
               "AWS_SESSION_TOKEN": FAKE_ENV_SECRET}
+
+
+def forms(secret: str) -> dict[str, str]:
+    raw = secret.encode()
+    return {"raw": secret, "url-encoded": quote(secret, safe=""), "url-encoded (+)": quote_plus(secret),
+            "base64": base64.b64encode(raw).decode(), "base64url": base64.urlsafe_b64encode(raw).decode(),
+            "base64 unpadded": base64.b64encode(raw).decode().rstrip("=")}
+
+
+def assert_no_secret(haystacks: dict[str, str], secrets: tuple[str, ...]) -> None:
+    for where, text in haystacks.items():
+        for secret in secrets:
+            for form, value in forms(secret).items():
+                assert value not in text, f"{secret} ({form}) leaked into {where}"
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +81,36 @@ def test_credentials_never_reach_output_outcomes_records_or_objects(published, g
     haystacks = {"stdout": run.stdout, "stderr": run.stderr, "outcomes": outcomes,
                  "objects": b"\n".join(stored.values()).decode("latin-1")}
     assert run.stderr.count("\n") > 20  # verbose: Beam's and our logs were there to search
-    for where, text in haystacks.items():
-        for secret in (FAKE_OPTION_SECRET, FAKE_ENV_SECRET):
-            assert secret not in text, f"{secret} leaked into {where}"
+    assert_no_secret(haystacks, (FAKE_OPTION_SECRET, FAKE_ENV_SECRET))
     report("secrets", {"places_searched": sorted(haystacks), "bytes_searched": sum(len(t) for t in haystacks.values()),
-                       "secrets_planted": 2, "leaks": 0})
+                       "secrets_planted": 2, "forms_searched": sorted(forms("x")), "leaks": 0})
+
+
+BAD_URIS = {"user info": f"s3://AKIAFAKE0000:{FAKE_URI_SECRET}@bucket/models",
+            "query token": f"gs://bucket/models?access_token={quote(FAKE_URI_SECRET, safe='')}"}
+
+
+@pytest.mark.parametrize("how", sorted(BAD_URIS))
+def test_credentials_in_registry_uris_are_refused_before_any_work(how, tmp_path):
+    jobs = write_jobs(tmp_path / "jobs.json", [
+        {"name": "tiny", "factory": "hostile_models:tiny_dense",
+         "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 4]}]}}])
+    env = child_env()
+    run = subprocess.run(pipeline_command("-v", "run", "--jobs", str(jobs), "--registry", BAD_URIS[how],
+                                          "--work_dir", str(tmp_path / "work")),
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "job 'tiny' field 'registry'" in run.stderr and "storage options" in run.stderr
+    assert "never in the URI" in run.stderr
+    assert not (tmp_path / "work").exists()
+    base, _, query = BAD_URIS[how].partition("?")
+    inspect = subprocess.run(pipeline_command("inspect", f"{base}/tiny/1" + (f"?{query}" if query else "")),
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert inspect.returncode != 0 and "storage options" in inspect.stderr, inspect.stderr[-2000:]
+    haystacks = {"stdout": run.stdout + inspect.stdout, "stderr": run.stderr + inspect.stderr}
+    assert_no_secret(haystacks, (FAKE_URI_SECRET,))
+    report(f"uri_credentials_{how.replace(' ', '_')}",
+           {"uri": how, "exit_code": run.returncode, "forms_searched": len(forms("x")), "leaks": 0})
 
 
 def test_inspect_and_verify_never_run_model_code(published):
