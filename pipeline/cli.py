@@ -1,4 +1,4 @@
-"""tf-bigexport command line: run, demo, inspect, call, verify, register.
+"""tf-bigexport command line: run, demo, inspect, call, verify, register, gc.
 
 Parsing happens here without importing TensorFlow or Beam; each command's
 module is imported only when that command runs.
@@ -24,6 +24,7 @@ HANDLERS = {
     "call": "tf_bigexport.pipeline.call_model:call_command",
     "verify": "tf_bigexport.pipeline.verify_release:verify_command",
     "register": "tf_bigexport.pipeline.register_release:register_command",
+    "gc": "tf_bigexport.pipeline.clean_registry:gc_command",
 }
 
 DEFAULT_DEMO_REGISTRY = "./registry"
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="URI", help="MLflow tracking URI, e.g. sqlite:///mlflow.db")
     register.add_argument("--mlflow_registry_uri", "--mlflow-registry-uri", dest="mlflow_registry_uri",
                           metavar="URI", help="MLflow model registry URI (default: the tracking URI)")
+    from tf_bigexport.pipeline import clean_registry
+    clean_registry.add_arguments(commands.add_parser(
+        "gc", parents=[common], help="list (--apply: remove) what killed runs left in a registry"))
     return parser
 
 

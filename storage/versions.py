@@ -89,7 +89,7 @@ class VersionClaims:
         return self._store.join(model, CLAIMS_DIR, f"{version}.json")
 
     # -- reading
-    def _parse(self, path: str, data: bytes) -> dict:
+    def parse(self, path: str, data: bytes) -> dict:
         try:
             claim = json.loads(data)
         except ValueError:
@@ -102,7 +102,7 @@ class VersionClaims:
         """The claim on `version`, None if there is none; StorageError if it is damaged."""
         path = self.claim_path(model, version)
         data = self._store.read_bytes(path)
-        return None if data is None else self._parse(path, data)
+        return None if data is None else self.parse(path, data)
 
     def owner(self, model: str, version: int) -> str | None:
         """Who holds `version`; a damaged claim holds it for nobody we know (DAMAGED_CLAIM)."""
@@ -122,7 +122,7 @@ class VersionClaims:
         paths = {self.claim_path(model, v): v for v in sorted(self.claimed_versions(model))}
         for path, data in sorted(self._store.read_many(list(paths)).items()):
             try:
-                claim = self._parse(path, data)
+                claim = self.parse(path, data)
             except StorageError as exc:  # someone else's damaged claim must not stop this job
                 log.warning("%s; skipped", exc)
                 continue

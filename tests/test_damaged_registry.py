@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from hostile_testkit import report
 from tf_bigexport.storage import VersionPolicy
 from tf_bigexport.storage.release_state import DAMAGED, PUBLISHED
 from storage_testkit import make_export
@@ -54,6 +55,9 @@ def test_publishing_goes_on_in_a_damaged_registry(registry_target, tmp_path, cap
     assert sorted(reg.list_versions("m")) == sorted({1, expected} | ({7} if "record" in kind else set()))
     if kind != "garbage index":
         assert reg.release_state("m", 7).state == DAMAGED
+    report(f"damaged_{kind.split()[0]}_{kind.split()[-1].strip('[]') or 'list'}_{registry_target.kind}",
+           {"kind": kind, "backend": registry_target.kind, "publishes": 1, "retries": 1, "published": 1,
+            "duplicates": 0, "warned": True})
 
 
 def test_a_damaged_explicit_version_is_refused_naming_the_object(registry_target, tmp_path):

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 SECURITY_MD = REPO / "SECURITY.md"
 START, END = "<!-- security-figures:start -->", "<!-- security-figures:end -->"
 TESTS = ["tests/test_fuzz_format.py", "tests/test_hostile_files.py", "tests/test_bad_input.py",
-         "tests/test_faults.py", "tests/test_load.py", "tests/test_trust.py"]
+         "tests/test_faults.py", "tests/test_load.py", "tests/test_trust.py", "tests/test_damaged_registry.py",
+         "tests/test_gc.py"]
 # tests/test_hostile_files.py: the special files among its cases; the others are bombs and forgeries.
 SPECIAL_FILES = {"symlink_to_dev_zero": "saved_model.pb -> /dev/zero", "fifo_program_file": "FIFO as saved_model.pb"}
 
@@ -102,9 +103,34 @@ def rows(figures: dict[str, dict]) -> list[tuple[str, str, str]]:
     if "secrets" in figures:
         f = figures["secrets"]
         out.append(("Credentials (fake token in env and --storage_options)",
-                    f"{f['secrets_planted']} secrets; searched {f['bytes_searched']} bytes of "
-                    f"{', '.join(f['places_searched'])} (verbose run with a storage failure)",
+                    f"{f['secrets_planted']} secrets, each searched as {', '.join(f['forms_searched'])}, in "
+                    f"{f['bytes_searched']} bytes of {', '.join(f['places_searched'])} (verbose run with a "
+                    "storage failure)",
                     f"{f['leaks']} leaks"))
+    uri_runs = [figures[k] for k in sorted(figures) if k.startswith("uri_credentials_")]
+    if uri_runs:
+        out.append(("URI credentials (registry URIs carrying a secret)",
+                    f"{len(uri_runs)} runs and inspects: {', '.join(f['uri'] for f in uri_runs)}; every output "
+                    f"searched for {uri_runs[0]['forms_searched']} forms of the secret",
+                    f"refused before any work with how to pass credentials (exit "
+                    f"{', '.join(str(f['exit_code']) for f in uri_runs)}); {sum(f['leaks'] for f in uri_runs)} leaks"))
+    damaged = [figures[k] for k in sorted(figures) if k.startswith("damaged_")]
+    if damaged:
+        kinds = sorted({f["kind"] for f in damaged})
+        backends = sorted({f["backend"] for f in damaged})
+        out.append(("Damaged registries",
+                    f"{len(damaged)} registries ({', '.join(backends)}) with: {'; '.join(kinds)}; "
+                    f"{sum(f['publishes'] for f in damaged)} publishes, each retried with the same job",
+                    f"{sum(f['published'] for f in damaged)} published and reported published, "
+                    f"{sum(f['duplicates'] for f in damaged)} duplicates; each damaged object named in a warning"))
+    gc_runs = [figures[k] for k in sorted(figures) if k.startswith("gc_kills_")]
+    if gc_runs:
+        per_backend = ", ".join(f"{f['backend']}: {f['items']} leftovers" for f in gc_runs)
+        out.append(("`gc` on registries littered by killed publishes",
+                    f"{sum(f['kills'] for f in gc_runs)} SIGKILLs of `gc --apply`, one after every removal "
+                    f"({per_backend})",
+                    f"converged; {sum(f['published_changed'] for f in gc_runs)} published or unrecorded versions "
+                    f"changed, {sum(f['left_after_rerun'] for f in gc_runs)} leftovers"))
     if "trust" in figures:
         f = figures["trust"]
         out.append(("Model code during inspect/verify",
