@@ -242,6 +242,41 @@ def test_worker_package_builds_with_beams_stager(tmp_path):
         assert required in names
 
 
+def _bundled_setuptools_python() -> str | None:
+    """This Python's own ensurepip setuptools (65.5 on 3.10/3.11), the oldest a
+    user's fresh venv has; None where Python bundles none (3.12 on)."""
+    import ensurepip
+    bundled = os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")
+    return next((os.path.join(bundled, n) for n in sorted(os.listdir(bundled))
+                 if n.startswith("setuptools-")), None)
+
+
+def test_worker_package_builds_with_a_fresh_venvs_setuptools(tmp_path):
+    """Beam's stager falls back to `python setup.py sdist` in the launching
+    environment; a fresh venv's setuptools must accept our pyproject."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tf_bigexport.pipeline.options import project_setup_file
+    wheel = _bundled_setuptools_python()
+    if wheel is None:
+        pytest.skip(f"Python {sys.version_info[:2]} bundles no setuptools for fresh venvs")
+    source = os.path.dirname(project_setup_file())
+    tree = tmp_path / "tree"
+    shutil.copytree(source, tree, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "registry", "*.egg-info", "__pycache__", "*.so"))
+    # The wheel itself is importable: setup.py runs under exactly that setuptools.
+    built = subprocess.run(
+        [sys.executable, "-I", "-c",
+         f"import sys; sys.path.insert(0, {wheel!r}); sys.argv = ['setup.py', 'sdist', '--dist-dir', "
+         f"{str(tmp_path / 'dist')!r}]; import setuptools; assert setuptools.__file__.startswith({wheel!r}); "
+         "exec(compile(open('setup.py').read(), 'setup.py', 'exec'))"],
+        cwd=tree, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert os.listdir(tmp_path / "dist") == ["tf-bigexport-0.1.0.tar.gz"]
+
+
 # ---- trace: factories and checkpoints ---------------------------------------------
 
 def _task_for(tmp_path, **job_fields):
