@@ -9,6 +9,10 @@ def _native(name: str) -> Extension:
 
 
 setup(
+    # Here, not in pyproject: Beam's stager builds the Dataflow sdist with the launching
+    # environment's setuptools (65.5 in a fresh Python 3.10/3.11 venv), which refuses
+    # pyproject's SPDX string, while setuptools 77+ warns about the table form.
+    license="Apache-2.0",
     ext_modules=[
         _native("_highwayhash"),  # HighwayHash-64 of Riegeli headers and data
         _native("_bytesfiller"),  # bytes objects the Riegeli reader fills in place
