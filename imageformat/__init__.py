@@ -1,10 +1,14 @@
 """The SavedModel image format (saved_model.cpb) for open-source TensorFlow.
 
     imageformat.save(obj, export_dir, signatures=None, options=None, *, max_chunk_size=None,
-                     max_constant_bytes=None, progress=None)
+                     max_constant_bytes=None, large_constants="graph", max_program_bytes=None,
+                     progress=None)
+        large_constants="variables": the servable form (a plain saved_model.pb, large
+        captured constants restored from the checkpoint; stock TensorFlow loads it)
     imageformat.load(export_dir, tags=None, options=None)
     imageformat.read_saved_model(export_dir, ...)  -> merged SavedModel proto
     imageformat.enable(*, max_chunk_size=None)     -> TensorFlow's own save/load use it
+    imageformat.loadability.describe(export_dir)   -> what can load a SavedModel directory
 
 The TensorFlow-facing names load lazily, so ``tf_bigexport.imageformat.riegeli`` and
 other TensorFlow-free parts can be imported without importing TensorFlow.

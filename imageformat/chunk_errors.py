@@ -25,3 +25,11 @@ class ConstantTooLargeError(SplitError):
     No chunking helps: TensorFlow keeps a constant in the graph as one
     TensorProto. The message names the constant and says what to change.
     """
+
+
+class ProgramTooLargeError(SplitError):
+    """The program proto does not fit a plain saved_model.pb even with the large
+    constants moved to the checkpoint: only the image format can hold it.
+
+    The message gives the sizes and the largest functions.
+    """

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping
 from google.protobuf.message import DecodeError, Message
 
 from tf_bigexport.imageformat import merger, program_files, splitter
-from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError
+from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError, ProgramTooLargeError
 from tf_bigexport.imageformat.limits import MAX_PB_BYTES, ReadLimits
 from tf_bigexport.imageformat.proto import chunk_pb2
 from tf_bigexport.imageformat.protoscan import MalformedProto, MessageBudget
@@ -36,7 +36,8 @@ def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_di
                             compression: str = "none",
                             max_constant_bytes: int | None = None,
                             deferred_constants: Mapping[str, splitter.Buffer] | None = None,
-                            progress: WriteProgress | None = None) -> str:
+                            progress: WriteProgress | None = None,
+                            plain_only: bool = False) -> str:
     """Writes ``saved_model`` into ``export_dir``; returns the path written.
 
     ``saved_model.cpb`` when the proto is estimated above ``max_chunk_size``
@@ -48,11 +49,16 @@ def write_saved_model_proto(saved_model: "saved_model_pb2.SavedModel", export_di
     .pb never shadows a new .cpb. Write errors name the file.
     ``saved_model`` is not modified. ``deferred_constants``: see splitter.plan_split.
     ``progress``: called as bytes reach the file (see WriteProgress).
+    ``plain_only``: raise ProgramTooLargeError, writing nothing, instead of
+    writing a .cpb (the servable form must be a plain saved_model.pb).
     """
     export_dir = os.fspath(export_dir)
     _check_compression(compression)
     plan = splitter.plan_split(saved_model, max_chunk_size, max_constant_bytes=max_constant_bytes,
                                deferred_constants=deferred_constants)
+    if plain_only and plan.is_split:
+        raise ProgramTooLargeError(f"the program proto is about {plan.estimated_size} bytes, past the "
+                                   f"{max_chunk_size} bytes a plain {SAVED_MODEL_PB} may hold here")
     try:
         os.makedirs(export_dir, exist_ok=True)
     except OSError as error:

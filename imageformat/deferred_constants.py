@@ -54,10 +54,20 @@ def export_deferred(capture: Any, registry: dict[str, memoryview]) -> Any:
 def _content_view(capture: Any) -> memoryview | None:
     """The bytes TensorFlow would put in tensor_content, as a view of the
     eager tensor's own buffer; None if this capture is not deferred."""
-    if not isinstance(capture, ops.EagerTensor) or sys.byteorder != "little":
-        return None
-    if op_callbacks.should_invoke_op_callbacks():
+    if sys.byteorder != "little" or op_callbacks.should_invoke_op_callbacks():
         return None  # callbacks may replace the constant: TensorFlow's path handles them
+    array = stored_array(capture, DEFER_MIN_BYTES, _TENSOR_PROTO_LIMIT)
+    return None if array is None else memoryview(array.reshape(-1).view(np.uint8))
+
+
+def stored_array(capture: Any, min_bytes: int, max_bytes: int | None = None) -> np.ndarray | None:
+    """The value of a captured eager tensor that TensorFlow stores byte for byte
+    (``tensor_content``) and that holds at least ``min_bytes`` (below
+    ``max_bytes`` if given), as a numpy view of its buffer (no copy); None for
+    anything else: graph tensors, strings, quantized types, scalars, values
+    filled with one element (TensorFlow stores those by shape)."""
+    if not isinstance(capture, ops.EagerTensor):
+        return None
     dtype = capture.dtype
     if dtype.is_quantized or dtype not in tensor_util._TENSOR_CONTENT_TYPES:  # pylint: disable=protected-access
         return None
@@ -65,14 +75,14 @@ def _content_view(capture: Any) -> memoryview | None:
     if not shape.is_fully_defined() or shape.num_elements() <= 1:
         return None
     nbytes = shape.num_elements() * dtype.size
-    if nbytes < DEFER_MIN_BYTES or nbytes >= _TENSOR_PROTO_LIMIT:
+    if nbytes < min_bytes or (max_bytes is not None and nbytes >= max_bytes):
         return None
     array = capture._numpy()  # pylint: disable=protected-access  # no copy, unlike .numpy()
     if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or array.nbytes != nbytes:
         return None
     if is_uniform(array):
         return None  # TensorFlow stores these as a one-value constant with a shape
-    return memoryview(array.reshape(-1).view(np.uint8))
+    return array
 
 
 def is_uniform(array: np.ndarray) -> bool:

@@ -121,7 +121,15 @@ def constant_too_large(what: str, nbytes: int | None, limit: int = PROTOBUF_LIMI
     return ConstantTooLargeError(
         f"{what} holds {holds} of tensor data, {why}. Hold the value in a tf.Variable instead "
         f"(e.g. self.table = tf.Variable(value, trainable=False)): variables are saved in the "
-        f"sharded checkpoint under variables/, not in the graph.")
+        f"sharded checkpoint under variables/, not in the graph. The servable form does that for "
+        f"every large captured constant (imageformat.save(..., large_constants='variables'); "
+        f"jobs files: format: servable or auto).")
+
+
+def large_constant_bytes(max_chunk_size: int) -> int:
+    """Constants at least this large get a chunk of their own (and, in the servable
+    form, become checkpoint variables): 1 MiB, or a quarter of the chunk size if smaller."""
+    return max(1, min(LARGE_CONSTANT_BYTES, max_chunk_size // 4))
 
 
 def version_def() -> versions_pb2.VersionDef:
@@ -164,7 +172,7 @@ def plan_split(message: Message, max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE, *
     if max_constant_bytes <= 0 or max_constant_bytes > PROTOBUF_LIMIT:
         raise ValueError(f"max_constant_bytes must be in 1..{PROTOBUF_LIMIT}, got {max_constant_bytes}")
     if constant_threshold is None:
-        constant_threshold = max(1, min(LARGE_CONSTANT_BYTES, max_chunk_size // 4))
+        constant_threshold = large_constant_bytes(max_chunk_size)
     return _Planner(message, max_chunk_size, constant_threshold, max_constant_bytes,
                     deferred_constants or {}).plan()
 

@@ -19,6 +19,7 @@ import functools
 import inspect
 import math
 import os
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
@@ -322,12 +323,30 @@ def _fill_meta_graph_def(*args: Any, **kwargs: Any) -> Any:
     _deferred_constants.set(_DeferredConstants(bound.arguments["meta_graph_def"])
                             if _writing_saved_model.get() else None)
     try:
-        return _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
+        result = _ORIGINAL_FILL_META_GRAPH_DEF(*args, **kwargs)
+        _check_servable_program(bound.arguments["meta_graph_def"])
+        return result
     except BaseException:
         _deferred_constants.set(None)
         raise
     finally:
         _assembling_graph_def.reset(token)
+
+
+def _moving_constants() -> Any:
+    """What the servable save running in this context moves to the checkpoint (None: not one)."""
+    module = sys.modules.get("tf_bigexport.imageformat.constants_as_variables")
+    return None if module is None else module.current()
+
+
+def _check_servable_program(meta_graph_def: Any) -> None:
+    """A servable save stops here, before the checkpoint is written, if its program is too large."""
+    if _moving_constants() is None:
+        return
+    from tf_bigexport.imageformat import constants_as_variables  # pylint: disable=import-outside-toplevel
+    deferred = _deferred_constants.get()
+    held_out = sum(len(content) for content in deferred.contents.values()) if deferred is not None else 0
+    constants_as_variables.check_program_fits(meta_graph_def, held_out)
 
 
 @functools.wraps(_ORIGINAL_SAVE_AND_RETURN_NODES)
@@ -418,6 +437,9 @@ class SavedModelSplitter:
         if deferred is not None and deferred.contents and any(
                 meta_graph is deferred.meta_graph_def for meta_graph in self._saved_model.meta_graphs):
             kwargs["deferred_constants"] = deferred.contents
+        moving = _moving_constants()
+        if moving is not None:  # the servable form: a plain .pb or nothing
+            kwargs.update(max_chunk_size=moving.max_program_bytes, plain_only=True)
         # Also removes a stale saved_model.pb/.cpb of an earlier save, which
         # loaders would otherwise prefer or confuse with the new file.
         return os.fspath(chunked.write_saved_model_proto(self._saved_model, export_dir, **kwargs))

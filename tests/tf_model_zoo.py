@@ -232,6 +232,63 @@ def _custom_module_case() -> ModelCase:
     )
 
 
+# --- captured constants: tensors made outside the functions that use them ------
+
+class CapturedConstants(tf.Module):
+    """Functions closing over eager tensors (captured constants), one through a nested call.
+
+    TensorFlow saves such tensors as Const nodes of the program; the servable
+    form moves them to the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(11)
+        kernel = tf.constant(rng.standard_normal((16, 64)).astype(np.float32))    # 4 KiB
+        projection = tf.constant(rng.standard_normal((64, 8)).astype(np.float32))  # 2 KiB
+        codes = tf.constant(rng.integers(0, 1000, size=1024, dtype=np.int32))      # 4 KiB
+        scale = tf.constant(np.float32(0.5))
+        self.bias = tf.Variable(np.linspace(-1, 1, 8, dtype=np.float32), name="bias")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 16], tf.float32, name="x")])
+        def embed(x: tf.Tensor) -> tf.Tensor:
+            return tf.nn.relu(tf.matmul(x, kernel)) * scale
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 16], tf.float32, name="x")])
+        def score(x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"scores": tf.matmul(embed(x), projection) + self.bias}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="ids")])
+        def lookup(ids: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"codes": tf.gather(codes, ids)}
+
+        self.embed, self.score, self.lookup = embed, score, lookup
+
+
+_CAPTURE_INPUT = np.random.default_rng(12).standard_normal((3, 16)).astype(np.float32)
+_IDS = np.array([0, 5, 1023, 17], dtype=np.int32)
+
+
+def _captured_constants_case() -> ModelCase:
+    def call_original(obj: Any) -> dict[str, np.ndarray]:
+        return {"scores": obj.score(_CAPTURE_INPUT)["scores"].numpy(),
+                "codes": obj.lookup(_IDS)["codes"].numpy(),
+                "embedding": obj.embed(_CAPTURE_INPUT).numpy()}
+
+    def call_loaded(loaded: Any) -> dict[str, np.ndarray]:
+        return {"scores": loaded.signatures["score"](x=tf.constant(_CAPTURE_INPUT))["scores"].numpy(),
+                "codes": loaded.signatures["lookup"](ids=tf.constant(_IDS))["codes"].numpy(),
+                "embedding": loaded.embed(tf.constant(_CAPTURE_INPUT)).numpy()}
+
+    return ModelCase(
+        name="captured_constants",
+        build=lambda workdir: CapturedConstants(),
+        signatures=lambda obj: {"score": obj.score, "lookup": obj.lookup},
+        call_original=call_original,
+        call_loaded=call_loaded,
+    )
+
+
 CASES = [
     _scaler_case(),
     _multi_head_case(),
@@ -239,4 +296,5 @@ CASES = [
     _vocabulary_case(),
     _many_functions_case(),
     _custom_module_case(),
+    _captured_constants_case(),
 ]
