@@ -88,6 +88,34 @@ def describe(export_dir: str | os.PathLike) -> Loadability:
     raise FileNotFoundError(f"{export_dir}: no {PROGRAM_PB} or {PROGRAM_CPB}: not a SavedModel directory")
 
 
+def of_program(program_file: str, program_bytes: int, saved_model: Any) -> Loadability:
+    """The Loadability of a program already read (``saved_model``: the SavedModel proto,
+    its large constants may be left out), e.g. from object storage by `inspect`."""
+    form = IMAGE if program_file == PROGRAM_CPB else SERVABLE
+    return Loadability(form, program_file, program_bytes, *moved_constants_of(saved_model))
+
+
+def moved_constants_of(saved_model: Any) -> tuple[int, int]:
+    """(count, bytes) of the variables listed under the root's ``_captured_constants``."""
+    from tensorflow.python.framework import dtypes  # pylint: disable=import-outside-toplevel
+    count = total = 0
+    for meta_graph in saved_model.meta_graphs:
+        nodes = meta_graph.object_graph_def.nodes
+        if not nodes:
+            continue
+        for child in nodes[0].children:
+            if not _MOVED_CONSTANT_KEY.match(f"{child.local_name}/0/.ATTRIBUTES/VARIABLE_VALUE"):
+                continue
+            for item in nodes[child.node_id].children:
+                variable = nodes[item.node_id].variable
+                elements = 1
+                for dim in variable.shape.dim:
+                    elements *= max(dim.size, 0)
+                count += 1
+                total += elements * dtypes.as_dtype(variable.dtype).size
+    return count, total
+
+
 def merged_size(cpb_path: str) -> int:
     """Bytes of the program proto a .cpb merges into (its chunks' sizes, from the metadata)."""
     from tf_bigexport.imageformat.proto import chunk_pb2  # pylint: disable=import-outside-toplevel

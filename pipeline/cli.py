@@ -1,4 +1,4 @@
-"""tf-bigexport command line: run, demo, inspect, call, verify, register, gc.
+"""tf-bigexport command line: run, demo, inspect, call, verify, register, convert, gc.
 
 Parsing happens here without importing TensorFlow or Beam; each command's
 module is imported only when that command runs.
@@ -25,6 +25,7 @@ HANDLERS = {
     "verify": "tf_bigexport.pipeline.verify_release:verify_command",
     "register": "tf_bigexport.pipeline.register_release:register_command",
     "gc": "tf_bigexport.pipeline.clean_registry:gc_command",
+    "convert": "tf_bigexport.pipeline.convert:convert_command",
 }
 
 DEFAULT_DEMO_REGISTRY = "./registry"
@@ -91,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     from tf_bigexport.pipeline import clean_registry
     clean_registry.add_arguments(commands.add_parser(
         "gc", parents=[common], help="list (--apply: remove) what killed runs left in a registry"))
+
+    convert = commands.add_parser(
+        "convert", parents=[common], help="convert a SavedModel or published version to .pb, .cpb or the servable form",
+        description="Converts a SavedModel directory or a published version (local, gs://, s3://) to a plain "
+                    "saved_model.pb (pb), the image format (cpb) or the servable form (large constants in the "
+                    "checkpoint, loadable by stock TensorFlow). The result must give the source's outputs, "
+                    "bitwise, before it is written or published. Exit status 5: the source cannot take that "
+                    "form (nothing written or published).")
+    convert.add_argument("source", metavar="PATH_OR_URI", help="SavedModel directory or <registry>/<model>/<version>")
+    convert.add_argument("--to", required=True, choices=("pb", "cpb", "servable"), help="the form to convert to")
+    convert.add_argument("--output", metavar="DIR", help="write the result to this new directory")
+    convert.add_argument("--registry", metavar="URI", help="publish the result as a new version in this registry")
+    convert.add_argument("--model", metavar="NAME", help="model name to publish under (default: the source's)")
+    convert.add_argument("--version", default="next", metavar="POLICY",
+                         help="version to publish: next (default), an integer, or timestamp")
+    convert.add_argument("--split-threshold", "--split_threshold", dest="split_threshold", type=int,
+                         metavar="BYTES", help="cpb: largest chunk (default: half the program); servable: "
+                                               "constants of at least a quarter of it move (default 1 MiB)")
+    convert.add_argument("--max-shard-size", "--max_shard_size", dest="max_shard_size", type=int,
+                         metavar="BYTES", help="servable: checkpoint shard size (default 1 GiB)")
     return parser
 
 

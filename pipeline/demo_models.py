@@ -128,8 +128,9 @@ def demo_jobs(registry: str, *, large: bool = False) -> dict[str, Any]:
             "factory": "tf_bigexport.pipeline.demo_models:split_constants",
             "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 256]}]},
             "sample_inputs": {"serving_default": {"generate": {"seed": 2, "batch": 2}}},
-            # A 1 MiB threshold splits the 4 MiB of constants into several chunks.
+            # The image format, with a 1 MiB threshold: the 4 MiB of constants are split into chunks.
             "split_threshold": 1 << 20,
+            "format": "image",
             "tags": {"demo": "proto-split-into-chunks"},
         },
     ]

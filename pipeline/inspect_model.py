@@ -30,9 +30,14 @@ def describe_model(location: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{location}: neither saved_model.cpb nor saved_model.pb is there")
     saved_model, layout = _read_program(location, proto_file)
     fingerprint = _read_fingerprint(location) if FINGERPRINT_FILE in names else None
+    program_bytes = (sum(c["size"] for c in layout["chunks"]) if layout is not None
+                     else dict(files)[proto_file])
+    from tf_bigexport.imageformat import loadability
+    loading = loadability.of_program(proto_file, program_bytes, saved_model).to_dict()
     return {
         "location": location,
         "proto_file": proto_file,
+        **loading,
         "files": [{"path": p, "size": s} for p, s in files],
         "fingerprint": fingerprint,
         "meta_graphs": [_meta_graph_summary(mg) for mg in saved_model.meta_graphs],
@@ -128,7 +133,9 @@ def _shape_text(shape) -> str:
 
 def format_description(desc: dict[str, Any]) -> str:
     out = [f"SavedModel at {desc['location']}",
-           f"program: {desc['proto_file']}"]
+           f"program: {desc['proto_file']}",
+           f"loadable by stock TensorFlow: {'yes' if desc['loadable_by_stock_tensorflow'] else 'no'} "
+           f"({desc['loading']['reason']})"]
     total = sum(f["size"] for f in desc["files"])
     out.append(f"files: {len(desc['files'])}, {total} bytes")
     for f in desc["files"]:

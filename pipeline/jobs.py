@@ -21,6 +21,7 @@ A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
           # or {images: inputs/x.npy} / {images: [[...]]}    # per input: .npy path or inline list
         split_threshold: 1073741824   # bytes; proto chunks stay below this (default 1 GiB, < 2 GiB)
         max_shard_size: 1073741824    # bytes per checkpoint shard (default 1 GiB)
+        format: auto                  # auto | servable | image: how large constants are stored (docs/jobs.md)
         version: next                 # "next" | integer >= 1 | "timestamp"
         registry: gs://other/models   # optional; else the file's registry, else --registry
         tags: {team: vision}          # optional string labels stored in the release record
@@ -53,6 +54,11 @@ DEFAULT_MAX_SHARD_SIZE = 1 << 30
 # Protobuf refuses messages of 2 GiB and more; a chunk must stay below that.
 MAX_SPLIT_THRESHOLD = (1 << 31) - 1
 DEFAULT_METHOD = "__call__"
+# servable: large captured constants in the checkpoint, a plain saved_model.pb stock TensorFlow
+# loads; image: constants in the program, saved_model.cpb when it must be split; auto: servable
+# when large constants are the only reason to split, image otherwise.
+FORMATS = ("auto", "servable", "image")
+DEFAULT_FORMAT = "auto"
 
 DTYPES = frozenset({
     "float16", "bfloat16", "float32", "float64", "half", "float", "double",
@@ -67,7 +73,7 @@ _FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za
 
 _TOP_FIELDS = {"jobs", "registry"}
 _JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
-               "split_threshold", "max_shard_size", "version", "registry", "tags"}
+               "split_threshold", "max_shard_size", "format", "version", "registry", "tags"}
 _SPEC_FIELDS = {"name", "dtype", "shape"}
 _SIGNATURE_FIELDS = {"method", "inputs"}
 _GENERATE_FIELDS = {"seed", "batch"}
@@ -120,6 +126,7 @@ class JobSpec:
     sample_inputs: Mapping[str, SampleInputsDecl] = dataclasses.field(default_factory=dict)
     split_threshold: int = DEFAULT_SPLIT_THRESHOLD
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE
+    format: str = DEFAULT_FORMAT
     version: str = "next"
     registry: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -247,6 +254,10 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
                                   maximum=MAX_SPLIT_THRESHOLD)
     max_shard_size = _parse_size(raw, "max_shard_size", DEFAULT_MAX_SHARD_SIZE, label, problems)
     version = _parse_version(raw.get("version", "next"), label, problems)
+    saved_format = raw.get("format", DEFAULT_FORMAT)
+    if saved_format not in FORMATS:
+        problems.add(label, "format", f"must be one of {', '.join(FORMATS)}, got {saved_format!r}"
+                                      f"{_suggest(saved_format, FORMATS)}")
 
     registry = raw.get("registry", default_registry)
     if registry is None:
@@ -271,7 +282,7 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
         return None
     return JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
                    signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
-                   max_shard_size=max_shard_size, version=version, registry=registry, tags=tags,
+                   max_shard_size=max_shard_size, format=saved_format, version=version, registry=registry, tags=tags,
                    source=source, raw=dict(raw))
 
 

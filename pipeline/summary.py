@@ -24,11 +24,21 @@ def plural(count: int | None, noun: str) -> str:
 
 
 def proto_description(outcome: dict[str, Any]) -> str:
-    """'saved_model.pb', or 'saved_model.cpb, 19 chunks' for a split proto."""
+    """'saved_model.pb, servable', or 'saved_model.cpb, 19 chunks, image format' for a split proto."""
     proto = outcome.get("proto_file")
+    form = (outcome.get("loading") or {}).get("form")
     if proto == SAVED_MODEL_CPB:
-        return f"{proto}, {plural(outcome.get('chunks'), 'chunk')}"
-    return str(proto)
+        return f"{proto}, {plural(outcome.get('chunks'), 'chunk')}" + (f", {form} format" if form else "")
+    return str(proto) + (f", {form}" if form else "")
+
+
+def loader_warnings(outcomes: list[dict[str, Any]]) -> list[str]:
+    """One line per published version that stock TensorFlow cannot load."""
+    return [f"warning: job {o['model_name']!r} version {o['version']} needs the image-format loader "
+            f"(stock TensorFlow, TF Serving and Vertex AI cannot load it): "
+            f"{(o.get('loading') or {}).get('reason', o.get('proto_file'))}"
+            for o in sorted(outcomes, key=lambda o: o["model_name"])
+            if o["status"] == "published" and o.get("loadable_by_stock_tensorflow") is False]
 
 
 def registration_failures(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,6 +81,9 @@ def format_summary(outcomes: list[dict[str, Any]]) -> str:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     out = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    warnings = loader_warnings(outcomes)
+    if warnings:
+        out += [""] + warnings
     registered = registration_lines(outcomes)
     if registered:
         out += [""] + registered

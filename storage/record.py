@@ -3,15 +3,21 @@
 Release record: <registry>/<model>/.releases/<version>.json, written by the
 owner of the version after every file (saved_model.pb|cpb last) is in place.
 It lives outside the numeric version directory so TensorFlow Serving sees
-nothing but the SavedModel there. Schema "tf-bigexport.release/1":
+nothing but the SavedModel there. Schema "tf-bigexport.release/2" (records of schema /1 still read: they
+lack the three loadability fields, and loadable_by_stock_tensorflow is
+derived from their file list):
 
-  schema             "tf-bigexport.release/1"
+  schema             "tf-bigexport.release/2"
   model_name, version, uri (display URI of the version dir, no credentials)
   job_key            the job that claimed and committed the version
   fingerprint        from release_info (e.g. fingerprint.pb values as a dict)
   signatures         from release_info (signature keys / specs)
   tensorflow_version from release_info
   job_spec_sha256    from release_info
+  loadable_by_stock_tensorflow  from release_info: true for a plain saved_model.pb
+  loading            from release_info: {form, reason, program_file, program_bytes, ...}
+                     (imageformat.loadability); form "servable" or "image"
+  converted_from     from release_info (`convert`): the version this one was converted from
   files              [{path, size, crc32c (base64 BE), sha256 (hex)}], sorted by path
   total_bytes        sum of sizes
   created            when the version was claimed (ISO-8601 UTC)
@@ -20,7 +26,8 @@ nothing but the SavedModel there. Schema "tf-bigexport.release/1":
 
 Index: <registry>/<model>/index.json, schema "tf-bigexport.index/1":
 {schema, model_name, latest, versions: [{version, committed, fingerprint,
-job_key, record}]}. It is derived from the release records and rebuilt by
+job_key, loadable_by_stock_tensorflow, loading (the record's loading.reason),
+record}]}. It is derived from the release records and rebuilt by
 every commit; with concurrent publishers the last writer wins, and each
 writer re-reads the records after writing so a lost update is repaired.
 """
@@ -38,11 +45,25 @@ from .manifest import FileEntry, Manifest
 from .objects import Store, dump_json
 
 log = logging.getLogger("storage")
-RECORD_SCHEMA = "tf-bigexport.release/1"
+RECORD_SCHEMA = "tf-bigexport.release/2"
+# Schemas from_dict reads: /1 lacks the loadability fields.
+READABLE_RECORD_SCHEMAS = ("tf-bigexport.release/1", RECORD_SCHEMA)
 INDEX_SCHEMA = "tf-bigexport.index/1"
 RELEASES_DIR = ".releases"
 INDEX_NAME = "index.json"
-RELEASE_INFO_FIELDS = ("fingerprint", "signatures", "tensorflow_version", "job_spec_sha256")
+RELEASE_INFO_FIELDS = ("fingerprint", "signatures", "tensorflow_version", "job_spec_sha256",
+                       "loadable_by_stock_tensorflow", "loading", "converted_from")
+_PROGRAM_FILES = {"saved_model.pb": True, "saved_model.cpb": False}  # stock TensorFlow reads .pb only
+
+
+def loadable_by_stock_tensorflow(data: dict) -> bool | None:
+    """A record's loadable_by_stock_tensorflow; for a /1 record, from its program file
+    (a plain saved_model.pb loads, saved_model.cpb needs an image-format loader)."""
+    if data.get("loadable_by_stock_tensorflow") is not None:
+        return bool(data["loadable_by_stock_tensorflow"])
+    found = {_PROGRAM_FILES[f["path"]] for f in data.get("files") or []
+             if isinstance(f, dict) and f.get("path") in _PROGRAM_FILES}
+    return (True in found) if found else None  # TensorFlow prefers the .pb when both exist
 
 
 def utc_now() -> str:
@@ -60,6 +81,9 @@ class ReleaseRecord:
     signatures: Any = None
     tensorflow_version: str | None = None
     job_spec_sha256: str | None = None
+    loadable_by_stock_tensorflow: bool | None = None
+    loading: dict | None = None
+    converted_from: dict | None = None
     created: str = ""
     committed: str = ""
     extra: dict = field(default_factory=dict)
@@ -84,16 +108,20 @@ class ReleaseRecord:
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "release record") -> "ReleaseRecord":
-        if data.get("schema") != RECORD_SCHEMA:
-            raise StorageError(f"{where}: schema is {data.get('schema')!r}, expected {RECORD_SCHEMA!r}")
+        if data.get("schema") not in READABLE_RECORD_SCHEMAS:
+            raise StorageError(f"{where}: schema is {data.get('schema')!r}, expected one of "
+                               f"{', '.join(map(repr, READABLE_RECORD_SCHEMAS))}")
         try:
             return cls(
                 model_name=data["model_name"], version=int(data["version"]), uri=data["uri"],
                 job_key=data["job_key"], files=[FileEntry.from_dict(f) for f in data["files"]],
                 fingerprint=data.get("fingerprint"), signatures=data.get("signatures"),
                 tensorflow_version=data.get("tensorflow_version"),
-                job_spec_sha256=data.get("job_spec_sha256"), created=data.get("created", ""),
-                committed=data.get("committed", ""), extra=dict(data.get("extra") or {}),
+                job_spec_sha256=data.get("job_spec_sha256"),
+                loadable_by_stock_tensorflow=loadable_by_stock_tensorflow(data),
+                loading=data.get("loading"), converted_from=data.get("converted_from"),
+                created=data.get("created", ""), committed=data.get("committed", ""),
+                extra=dict(data.get("extra") or {}), schema=data["schema"],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"{where}: malformed field: {exc!r}") from None
@@ -113,13 +141,16 @@ class ReleaseRecord:
               manifest: Manifest, release_info: dict, created: str) -> "ReleaseRecord":
         info = dict(release_info or {})
         known = {k: info.pop(k, None) for k in RELEASE_INFO_FIELDS}
+        files = sorted(manifest.files, key=lambda f: f.path)
+        known["loadable_by_stock_tensorflow"] = loadable_by_stock_tensorflow(
+            {**known, "files": [asdict(f) for f in files]})
         try:
             json.dumps(info)
             json.dumps(known)
         except TypeError as exc:
             raise StorageError(f"release_info for {model_name} v{version} is not JSON-serializable: {exc}") from None
         return cls(model_name=model_name, version=version, uri=uri, job_key=job_key,
-                   files=sorted(manifest.files, key=lambda f: f.path), created=created,
+                   files=files, created=created,
                    committed=utc_now(), extra=info, **known)
 
 
@@ -164,6 +195,8 @@ class ReleaseStore:
                 continue
             rows.append({"version": record.version, "committed": record.committed,
                          "fingerprint": record.fingerprint, "job_key": record.job_key,
+                         "loadable_by_stock_tensorflow": record.loadable_by_stock_tensorflow,
+                         "loading": (record.loading or {}).get("reason"),
                          "record": f"{RELEASES_DIR}/{record.version}.json"})
         rows.sort(key=lambda r: r["version"])
         return {"schema": INDEX_SCHEMA, "model_name": model,

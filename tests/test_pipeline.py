@@ -35,7 +35,7 @@ def jobs_document(registry: str) -> dict:
         {"name": "split", "factory": "tf_bigexport.pipeline.demo_models:split_constants", "factory_kwargs": SPLIT_KWARGS,
          "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 128]}]},
          "sample_inputs": {"serving_default": {"generate": {"seed": 0, "batch": 2}}},
-         "split_threshold": 48 * 1024},
+         "split_threshold": 48 * 1024, "format": "image"},
         {"name": "broken", "factory": "test_pipeline:broken_model",
          "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 2]}]}},
     ]}

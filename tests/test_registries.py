@@ -140,7 +140,7 @@ def split_job(registry: str) -> dict:
          "factory_kwargs": {"count": 2, "size": 64, "seed": 3},
          "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 64]}]},
          "sample_inputs": {"serving_default": {"generate": {"seed": 0, "batch": 2}}},
-         "split_threshold": 12 * 1024}]}
+         "split_threshold": 12 * 1024, "format": "image"}]}
 
 
 def test_run_publishes_even_when_mlflow_fails_then_register_completes_it(tmp_path, capsys):

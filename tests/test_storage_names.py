@@ -112,7 +112,7 @@ def test_release_record_round_trip_and_bad_records():
                                                "tensorflow_version": "2.21.0",
                                                "job_spec_sha256": "ff" * 32, "team": "x"})
     data = json.loads(record.to_json())
-    assert data["schema"] == "tf-bigexport.release/1" and data["total_bytes"] == 3
+    assert data["schema"] == "tf-bigexport.release/2" and data["total_bytes"] == 3
     assert data["extra"] == {"team": "x"} and data["tensorflow_version"] == "2.21.0"
     assert ReleaseRecord.from_json(record.to_json()) == record
     with pytest.raises(StorageError, match="rec.json: not valid JSON"):

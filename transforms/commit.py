@@ -25,6 +25,7 @@ def release_info(state: ExportState) -> dict[str, Any]:
         "fingerprint": dict(state.fingerprint),
         "signatures": dict(state.signatures),
         "tensorflow_version": tf.__version__,
+        **dict(state.loading),
     }
     info.update(state.task.release_extras)
     return info

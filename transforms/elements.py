@@ -39,6 +39,7 @@ class ExportTask:
     version_policy: str = "next"  # "next" | "timestamp" | digits
     split_threshold: int = 1 << 30
     max_shard_size: int = 1 << 30
+    format: str = "auto"  # "auto" | "servable" | "image" (pipeline/jobs.py FORMATS)
     factory_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint: str | None = None
     # signature key -> input name -> array (small by contract)
@@ -59,6 +60,8 @@ class ExportState:
     golden_npz: bytes = b""  # golden outputs, "<signature>/<output>" -> array, as .npz bytes
     saved_dir: str | None = None
     proto_file: str | None = None  # "saved_model.pb" or "saved_model.cpb"
+    # imageformat.loadability.Loadability.to_dict(): what can load the saved model, and why
+    loading: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     saved_bytes: int = 0
     chunks: int = 0
     shards: int = 0

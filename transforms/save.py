@@ -1,5 +1,6 @@
-"""Stage 2, Save: write the traced model as an image-format SavedModel into
-the job's local work directory.
+"""Stage 2, Save: write the traced model as a SavedModel into the job's local
+work directory, in the job's format (servable: large constants in the
+checkpoint and a plain saved_model.pb; image: the image format).
 
 The proto is split into chunks below the job's split_threshold and the
 checkpoint into shards below max_shard_size. Like Beam's WriteToFiles, it
@@ -89,8 +90,6 @@ def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden
                golden_npz: bytes) -> None:
     import tensorflow as tf
 
-    from tf_bigexport import imageformat
-
     temp_dir = os.path.join(task.work_dir, f".{SAVED_MODEL_DIRNAME}.tmp-{uuid.uuid4().hex[:12]}")
     options = tf.saved_model.SaveOptions(
         experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(task.max_shard_size))
@@ -98,8 +97,7 @@ def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden
         with contextlib.suppress(FileNotFoundError):
             os.remove(stamp_path)
         with save_progress(f"save {os.path.join(final_dir, 'saved_model')}") as progress:
-            imageformat.save(traced.model, temp_dir, signatures=traced.functions, options=options,
-                             max_chunk_size=task.split_threshold, progress=progress)
+            save_in_format(task, traced, temp_dir, options, progress)
         if os.path.exists(final_dir):
             shutil.rmtree(final_dir)
         os.replace(temp_dir, final_dir)
@@ -107,6 +105,31 @@ def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden
         write_file(stamp_path, stamp.encode("utf-8"))  # only a complete save gets a stamp
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def save_in_format(task, traced, export_dir: str, options, progress) -> None:
+    """Saves in the job's format: "image" (constants in the program, split when it must be),
+    "servable" (large constants in the checkpoint, a plain saved_model.pb or an error), or
+    "auto": servable if the rest of the program fits under split_threshold, else image."""
+    from tf_bigexport import imageformat
+    from tf_bigexport.imageformat.chunk_errors import ProgramTooLargeError
+
+    def write(**how) -> None:
+        imageformat.save(traced.model, export_dir, signatures=traced.functions, options=options,
+                         max_chunk_size=task.split_threshold, progress=progress, **how)
+
+    if task.format == "image":
+        write()
+    elif task.format == "servable":
+        write(large_constants="variables")
+    else:
+        try:
+            write(large_constants="variables", max_program_bytes=task.split_threshold)
+        except ProgramTooLargeError as error:  # raised before anything was written
+            logging.getLogger("tf_bigexport").info(
+                "job %s: format auto: not servable (%s); saving in the image format", task.model_name, error)
+            shutil.rmtree(export_dir, ignore_errors=True)
+            write()
 
 
 def save(state: ExportState, traced: "trace_stage.TracedModel") -> ExportState:
@@ -125,10 +148,12 @@ def save(state: ExportState, traced: "trace_stage.TracedModel") -> ExportState:
     else:
         _save_into(final_dir, stamp_path, stamp, task, traced, golden_path, state.golden_npz)
 
+    from tf_bigexport.imageformat import loadability
     proto_file = proto_file_of(final_dir)
     chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
     return state.advance("save", time.monotonic() - start, saved_dir=final_dir, proto_file=proto_file,
-                         saved_bytes=directory_size(final_dir), chunks=chunks, shards=count_shards(final_dir))
+                         saved_bytes=directory_size(final_dir), chunks=chunks, shards=count_shards(final_dir),
+                         loading=loadability.describe(final_dir).to_dict())
 
 
 class _SaveImageFormat(StageDoFn):
