@@ -78,7 +78,7 @@ def convert_and_write(source: str, to: str, *, output: str | None = None, regist
             raise OutputsDiffer(f"{source}: the {to} conversion does not reproduce the source's outputs "
                                 f"({', '.join(differing) or 'other output names'}); nothing was written")
         lines = [f"converted {source} ({before.program_file}, {before.form}) to {to}: {after.reason}",
-                 f"{len(expected)} signature outputs equal the source's, bitwise"]
+                 f"outputs of every signature ({len(expected)} tensors) equal the source's, bitwise"]
         if registry is None:
             os.replace(target, output)
             return lines + [f"written to {output}"]

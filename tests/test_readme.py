@@ -102,3 +102,7 @@ def test_demo_then_every_marked_block_runs_as_written(checkout):
     assert custom, joined
     assert "registered as models:/split/1" in joined and "already-registered as models:/split/1" in joined
     assert os.path.isfile(checkout / "registry" / "custom" / "1" / "saved_model.cpb")
+    # The servable form: the image-format split/1 converted to split/2, which stock TensorFlow loads.
+    assert "loadable by stock TensorFlow: no (program proto" in joined
+    assert "loadable by stock TensorFlow: yes (plain saved_model.pb" in joined
+    assert os.path.isfile(checkout / "registry" / "split" / "2" / "saved_model.pb")

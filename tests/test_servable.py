@@ -5,8 +5,9 @@ pipeline/demo_models.py, traced the way the pipeline traces them) is saved in
 the servable form with a small large-constant threshold, so that the zoo's
 captured constants of a few KiB move to the checkpoint like the 800 MB ones of
 the slow test (tests/test_large_model.py). Each must then load with stock
-TensorFlow (Python in a process that never imports this project, and
-saved_model_cli) and give outputs bitwise equal to the original model's.
+TensorFlow (Python in a process that never imports this project,
+saved_model_cli, and TensorFlow's C++ LoadSavedModel from the pip wheel) and
+give outputs bitwise equal to the original model's.
 """
 from __future__ import annotations
 
@@ -129,6 +130,14 @@ def test_saved_model_cli_runs_every_signature_bitwise(saved_models: dict[str, Sa
     saved = saved_models[name]
     actual = servable_proof.run_saved_model_cli(saved.servable_dir, saved.inputs, tmp_path)
     servable_proof.assert_bitwise_equal(actual, saved.expected, f"{name} (saved_model_cli run)")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_cpp_load_saved_model_runs_every_signature_bitwise(saved_models: dict[str, Saved], name: str, cc_build,
+                                                           tmp_path: pathlib.Path) -> None:
+    saved = saved_models[name]
+    actual = servable_proof.run_cc_stock_loader(cc_build, saved.servable_dir, saved.inputs, tmp_path)
+    servable_proof.assert_bitwise_equal(actual, saved.expected, f"{name} (C++ tensorflow::LoadSavedModel)")
 
 
 def _variables(export_dir: pathlib.Path) -> dict[str, list[int]]:

@@ -131,13 +131,15 @@ def test_inspect_shows_loadability(published, capsys):
         assert f"loadable by stock TensorFlow: {answer} (" in capsys.readouterr().out
 
 
-def test_stock_tensorflow_serves_the_published_servable_version_bitwise(published, tmp_path):
+def test_stock_tensorflow_serves_the_published_servable_version_bitwise(published, cc_build, tmp_path):
     job = published["jobs"]["servable"]
     traced = trace_stage.trace_model(to_task(job, work_root=str(tmp_path), run_id="check"))
     inputs, expected = servable_proof.original_outputs(traced.model, traced.functions)
     version_dir = pathlib.Path(published["registry"]) / "servable" / "1"
     [actual] = servable_proof.run_stock_python([(version_dir, inputs)], tmp_path)
-    servable_proof.assert_bitwise_equal(actual, expected, "published servable version")
+    servable_proof.assert_bitwise_equal(actual, expected, "published servable version (Python)")
+    actual = servable_proof.run_cc_stock_loader(cc_build, version_dir, inputs, tmp_path)
+    servable_proof.assert_bitwise_equal(actual, expected, "published servable version (C++ LoadSavedModel)")
 
 
 def test_release_records_of_schema_1_still_read(tmp_path):
