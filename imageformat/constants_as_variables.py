@@ -29,7 +29,6 @@ Nothing here is active outside ``moving_constants()``.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import inspect
 import threading
@@ -44,7 +43,7 @@ from tensorflow.python.trackable import data_structures
 
 from tf_bigexport.imageformat import deferred_constants, tf_support
 from tf_bigexport.imageformat.chunk_errors import ProgramTooLargeError
-from tf_bigexport.imageformat.loadability import human_size
+from tf_bigexport.byte_sizes import human_bytes
 from tf_bigexport.imageformat.splitter import PROTOBUF_LIMIT
 from tf_bigexport.imageformat.tf_support import UnsupportedTensorFlowError
 
@@ -109,9 +108,28 @@ class MovedConstants:
         self._decided[id(capture)] = (capture, variable)  # keeps the tensor alive: ids stay unique
         return variable
 
+    def check_program_fits(self, meta_graph_def: Any, held_out_bytes: int = 0) -> None:
+        """Raises ProgramTooLargeError, before anything is written, if the program is past its limit.
 
-_moving: contextvars.ContextVar[MovedConstants | None] = contextvars.ContextVar(
-    "imageformat_moving_constants", default=None)
+        ``held_out_bytes``: constants left out of ``meta_graph_def`` until written
+        (deferred_constants.py). The object graph, added later, is not counted: it
+        is small, and the splitter checks the whole proto again before writing.
+        """
+        size = meta_graph_def.ByteSize() + held_out_bytes
+        if size <= self.max_program_bytes:
+            return
+        functions = sorted(((function.ByteSize(), function.signature.name)
+                            for function in meta_graph_def.graph_def.library.function), reverse=True)
+        largest = ", ".join(f"{name} ({human_bytes(nbytes)})" for nbytes, name in functions[:3])
+        raise ProgramTooLargeError(
+            f"the program is {human_bytes(size)} even with {len(self.variables)} large captured constants "
+            f"({human_bytes(self.nbytes)}) moved to the checkpoint, past the {human_bytes(self.max_program_bytes)} "
+            f"a plain saved_model.pb may hold here; largest functions: {largest or 'none'}. Constants built "
+            "inside a tf.function (tf.constant or numpy arrays used in its body) are part of the function: "
+            "create them outside it to have them moved, or save in the image format (large_constants='graph'; "
+            "jobs files: format: image)")
+
+
 # Marks live on the user's tensors; two saves sharing a tensor must not see each other's.
 _mark_lock = threading.RLock()
 
@@ -136,7 +154,7 @@ def _marked_as_cached_reads(concrete_function: Any, moving: MovedConstants) -> I
 
 @functools.wraps(_ORIGINAL_WRAP)
 def _wrap_cached_variables(concrete_function: Any) -> Any:
-    moving = _moving.get()
+    moving = tf_support.servable_save.get()
     if moving is None:
         return _ORIGINAL_WRAP(concrete_function)
     with _marked_as_cached_reads(concrete_function, moving):
@@ -145,7 +163,7 @@ def _wrap_cached_variables(concrete_function: Any) -> Any:
 
 @functools.wraps(_ORIGINAL_UNCACHE)
 def _maybe_uncache_variable_captures(self: Any, concrete_function: Any) -> Any:
-    moving = _moving.get()
+    moving = tf_support.servable_save.get()
     if moving is None:
         return _ORIGINAL_UNCACHE(self, concrete_function)
     with _marked_as_cached_reads(concrete_function, moving):
@@ -159,7 +177,7 @@ def _saveable_view_init(self: Any, augmented_graph_view: Any, options: Any) -> N
     Functions are wrapped as the traversal reaches them, so one traversal runs
     first; the augmented view caches children, so the frozen view sees the same
     wrapped functions."""
-    moving = _moving.get()
+    moving = tf_support.servable_save.get()
     if moving is not None:
         augmented_graph_view.breadth_first_traversal()
         if moving.variables:
@@ -187,40 +205,9 @@ def moving_constants(min_bytes: int, max_program_bytes: int = PROTOBUF_LIMIT) ->
     ``min_bytes`` as checkpoint variables and must write a plain saved_model.pb
     of at most ``max_program_bytes``; yields what was moved."""
     moving = MovedConstants(min_bytes, max_program_bytes)
-    token = _moving.set(moving)
+    token = tf_support.servable_save.set(moving)
     try:
         with _PATCHES.held():
             yield moving
     finally:
-        _moving.reset(token)
-
-
-def current() -> MovedConstants | None:
-    """The constants moved by the save running in this context, if it moves any."""
-    return _moving.get()
-
-
-def check_program_fits(meta_graph_def: Any, held_out_bytes: int = 0) -> None:
-    """Raises ProgramTooLargeError, before anything is written, if the program of
-    the save moving constants in this context is past its limit.
-
-    ``held_out_bytes``: constants left out of ``meta_graph_def`` until written
-    (deferred_constants.py). The object graph, added later, is not counted: it
-    is small, and the splitter checks the whole proto again before writing.
-    """
-    moving = _moving.get()
-    if moving is None:
-        return
-    size = meta_graph_def.ByteSize() + held_out_bytes
-    if size <= moving.max_program_bytes:
-        return
-    functions = sorted(((function.ByteSize(), function.signature.name)
-                        for function in meta_graph_def.graph_def.library.function), reverse=True)
-    largest = ", ".join(f"{name} ({human_size(nbytes)})" for nbytes, name in functions[:3])
-    raise ProgramTooLargeError(
-        f"the program is {human_size(size)} even with {len(moving.variables)} large captured constants "
-        f"({human_size(moving.nbytes)}) moved to the checkpoint, past the {human_size(moving.max_program_bytes)} "
-        f"a plain saved_model.pb may hold here; largest functions: {largest or 'none'}. Constants built "
-        "inside a tf.function (tf.constant or numpy arrays used in its body) are part of the function: "
-        "create them outside it to have them moved, or save in the image format (large_constants='graph'; "
-        "jobs files: format: image)")
+        tf_support.servable_save.reset(token)

@@ -17,13 +17,14 @@ import shutil
 import uuid
 from typing import Any
 
+from tf_bigexport.byte_sizes import human_bytes
 from tf_bigexport.imageformat import loadability
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError, ProgramTooLargeError
 from tf_bigexport.imageformat.riegeli import RiegeliError
+from tf_bigexport.savedmodel_files import FINGERPRINT_PB, SAVED_MODEL_CPB, SAVED_MODEL_PB, SAVED_MODEL_PBTXT
 
 TARGETS = ("pb", "cpb", "servable")
-_PROGRAM_FILES = (loadability.PROGRAM_PB, "saved_model.pbtxt", loadability.PROGRAM_CPB)
-_FINGERPRINT = "fingerprint.pb"
+_PROGRAM_FILES = (SAVED_MODEL_PB, SAVED_MODEL_PBTXT, SAVED_MODEL_CPB)  # TensorFlow's preference
 
 
 class NotConvertibleError(ValueError):
@@ -66,7 +67,7 @@ def convert(source_dir: str | os.PathLike, output_dir: str | os.PathLike, to: st
 def _program_file(source_dir: str) -> str:
     if not os.path.isdir(source_dir):
         raise NotConvertibleError(f"{source_dir}: not a directory")
-    for name in _PROGRAM_FILES:  # TensorFlow's preference
+    for name in _PROGRAM_FILES:
         if os.path.exists(os.path.join(source_dir, name)):
             return os.path.join(source_dir, name)
     raise NotConvertibleError(f"{source_dir}: not a SavedModel directory (no saved_model.pb, "
@@ -94,7 +95,7 @@ def _copy_all_but_program(source_dir: str, target_dir: str) -> None:
     def ignore(directory: str, names: list[str]) -> list[str]:
         if os.path.abspath(directory) != os.path.abspath(source_dir):
             return []
-        return [name for name in names if name in _PROGRAM_FILES or name == _FINGERPRINT]
+        return [name for name in names if name in _PROGRAM_FILES or name == FINGERPRINT_PB]
     shutil.copytree(source_dir, target_dir, ignore=ignore)
 
 
@@ -107,7 +108,7 @@ def _rewrite_program(source_dir: str, program: str, target_dir: str, to: str, sp
     if to == "pb":
         if size > splitter.PROTOBUF_LIMIT:
             raise NotConvertibleError(
-                f"{program}: the merged program proto is {loadability.human_size(size)}, past the 2 GiB a plain "
+                f"{program}: the merged program proto is {human_bytes(size)}, past the 2 GiB a plain "
                 "saved_model.pb can hold; if captured constants make it that large, convert to servable")
         chunk_size, plain_only = splitter.PROTOBUF_LIMIT, True
     else:

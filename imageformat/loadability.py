@@ -17,23 +17,17 @@ import os
 import re
 from typing import Any
 
-PROGRAM_PB = "saved_model.pb"
-PROGRAM_CPB = "saved_model.cpb"
+from tf_bigexport.byte_sizes import human_bytes
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB
+
+PROGRAM_PB = SAVED_MODEL_PB
+PROGRAM_CPB = SAVED_MODEL_CPB
 SERVABLE = "servable"
 IMAGE = "image"
 # Protobuf's limit on one serialized message: a plain saved_model.pb must stay below it.
 PLAIN_PROGRAM_LIMIT = (1 << 31) - 1
 # Checkpoint keys of constants moved out of the program (constants_as_variables.ROOT_ATTRIBUTE).
 _MOVED_CONSTANT_KEY = re.compile(r"^_captured_constants_*/\d+/\.ATTRIBUTES/VARIABLE_VALUE$")
-
-
-def human_size(nbytes: float) -> str:
-    """Bytes in decimal units as TensorFlow and cloud consoles print them: '2.6 GB'."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(nbytes) < 1000:
-            return f"{int(nbytes)} B" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,15 +48,15 @@ class Loadability:
     def reason(self) -> str:
         """One line: what the program is and what loads it."""
         if self.form == SERVABLE:
-            moved = (f"; {self.constants_in_checkpoint} large constants ({human_size(self.constant_bytes)}) "
+            moved = (f"; {self.constants_in_checkpoint} large constants ({human_bytes(self.constant_bytes)}) "
                      "restored from the checkpoint" if self.constants_in_checkpoint else "")
-            return f"plain {self.program_file} ({human_size(self.program_bytes)}){moved}: stock TensorFlow loads it"
+            return f"plain {self.program_file} ({human_bytes(self.program_bytes)}){moved}: stock TensorFlow loads it"
         if self.program_bytes <= PLAIN_PROGRAM_LIMIT:
             hint = "`tf-bigexport convert --to pb` makes it a plain saved_model.pb"
         else:
             hint = ("if captured constants make it that large, `tf-bigexport convert --to servable` "
                     "moves them to the checkpoint")
-        return (f"program proto {human_size(self.program_bytes)}: image format ({self.program_file}), "
+        return (f"program proto {human_bytes(self.program_bytes)}: image format ({self.program_file}), "
                 f"needs an image-format loader (tf_bigexport.imageformat.load, the C++ loader in cc/); {hint}")
 
     def to_dict(self) -> dict[str, Any]:

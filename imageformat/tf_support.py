@@ -19,7 +19,6 @@ import functools
 import inspect
 import math
 import os
-import sys
 import threading
 from typing import Any, Callable, Iterator
 
@@ -307,6 +306,10 @@ _writing_saved_model = contextvars.ContextVar("imageformat_writing_saved_model",
 # Set by _fill_meta_graph_def of an image-format save, taken by our splitter
 # when the same save writes its SavedModel (in between TensorFlow's code runs).
 _deferred_constants = contextvars.ContextVar("imageformat_deferred_constants", default=None)
+# The servable save running in this context (constants_as_variables.MovedConstants), if
+# any: its program must be a plain saved_model.pb of at most .max_program_bytes, checked
+# by .check_program_fits(meta_graph_def, held_out_bytes) before the checkpoint is written.
+servable_save = contextvars.ContextVar("imageformat_servable_save", default=None)
 # Within chunked_loading: tensor_content of top-level graph constants the merger
 # held out of the proto (node name -> bytes), until their tensors are restored.
 _loaded_constants = contextvars.ContextVar("imageformat_loaded_constants", default=None)
@@ -333,20 +336,14 @@ def _fill_meta_graph_def(*args: Any, **kwargs: Any) -> Any:
         _assembling_graph_def.reset(token)
 
 
-def _moving_constants() -> Any:
-    """What the servable save running in this context moves to the checkpoint (None: not one)."""
-    module = sys.modules.get("tf_bigexport.imageformat.constants_as_variables")
-    return None if module is None else module.current()
-
-
 def _check_servable_program(meta_graph_def: Any) -> None:
     """A servable save stops here, before the checkpoint is written, if its program is too large."""
-    if _moving_constants() is None:
+    moving = servable_save.get()
+    if moving is None:
         return
-    from tf_bigexport.imageformat import constants_as_variables  # pylint: disable=import-outside-toplevel
     deferred = _deferred_constants.get()
     held_out = sum(len(content) for content in deferred.contents.values()) if deferred is not None else 0
-    constants_as_variables.check_program_fits(meta_graph_def, held_out)
+    moving.check_program_fits(meta_graph_def, held_out)
 
 
 @functools.wraps(_ORIGINAL_SAVE_AND_RETURN_NODES)
@@ -437,7 +434,7 @@ class SavedModelSplitter:
         if deferred is not None and deferred.contents and any(
                 meta_graph is deferred.meta_graph_def for meta_graph in self._saved_model.meta_graphs):
             kwargs["deferred_constants"] = deferred.contents
-        moving = _moving_constants()
+        moving = servable_save.get()
         if moving is not None:  # the servable form: a plain .pb or nothing
             kwargs.update(max_chunk_size=moving.max_program_bytes, plain_only=True)
         # Also removes a stale saved_model.pb/.cpb of an earlier save, which

@@ -24,7 +24,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from tf_bigexport.pipeline.exit_codes import ExitCode
-from tf_bigexport.pipeline.locations import is_remote, local_model_dir, split_version_uri
+from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
+from tf_bigexport.storage.uris import is_remote
 from tf_bigexport.pipeline.options import new_run_id, storage_options_from
 
 GENERATED_BATCH = 2

@@ -43,6 +43,7 @@ from typing import Any
 from .errors import StorageError
 from .manifest import FileEntry, Manifest
 from .objects import Store, dump_json
+from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB
 
 log = logging.getLogger("storage")
 RECORD_SCHEMA = "tf-bigexport.release/2"
@@ -53,7 +54,7 @@ RELEASES_DIR = ".releases"
 INDEX_NAME = "index.json"
 RELEASE_INFO_FIELDS = ("fingerprint", "signatures", "tensorflow_version", "job_spec_sha256",
                        "loadable_by_stock_tensorflow", "loading", "converted_from")
-_PROGRAM_FILES = {"saved_model.pb": True, "saved_model.cpb": False}  # stock TensorFlow reads .pb only
+_PROGRAM_FILES = {SAVED_MODEL_PB: True, SAVED_MODEL_CPB: False}  # stock TensorFlow reads .pb only
 
 
 def loadable_by_stock_tensorflow(data: dict) -> bool | None:
