@@ -41,9 +41,9 @@ from tensorflow.python.saved_model import function_serialization
 from tensorflow.python.saved_model import save as save_lib
 from tensorflow.python.trackable import data_structures
 
+from tf_bigexport.byte_sizes import human_bytes
 from tf_bigexport.imageformat import deferred_constants, tf_support
 from tf_bigexport.imageformat.chunk_errors import ProgramTooLargeError
-from tf_bigexport.byte_sizes import human_bytes
 from tf_bigexport.imageformat.splitter import PROTOBUF_LIMIT
 from tf_bigexport.imageformat.tf_support import UnsupportedTensorFlowError
 
@@ -53,16 +53,20 @@ ROOT_ATTRIBUTE = "_captured_constants"
 _CACHED_VARIABLE = "_cached_variable"
 
 
+def _code(function: Any) -> Any:
+    return getattr(inspect.unwrap(function), "__code__", None) if function is not None else None
+
+
 def _check_supported() -> None:
     """The TensorFlow internals used here, as they are in 2.21 (see tf_support.check_supported)."""
     problems = []
-    wrap = getattr(function_serialization, "wrap_cached_variables", None)
-    if wrap is None or _CACHED_VARIABLE not in inspect.getsource(wrap):
+    wrap = _code(getattr(function_serialization, "wrap_cached_variables", None))
+    if wrap is None or _CACHED_VARIABLE not in wrap.co_consts:
         problems.append("function_serialization.wrap_cached_variables reading capture._cached_variable")
     view = getattr(save_lib, "_AugmentedGraphView", None)
-    uncache = getattr(view, "_maybe_uncache_variable_captures", None)
-    if uncache is None or _CACHED_VARIABLE not in inspect.getsource(uncache) \
-            or "_children_cache" not in inspect.getsource(view.__init__):
+    uncache = _code(getattr(view, "_maybe_uncache_variable_captures", None))
+    if uncache is None or _CACHED_VARIABLE not in uncache.co_consts \
+            or "_children_cache" not in _code(view.__init__).co_names:
         problems.append("save._AugmentedGraphView._maybe_uncache_variable_captures / _children_cache")
     saveable_view = getattr(save_lib, "_SaveableView", None)
     if saveable_view is None or list(inspect.signature(saveable_view.__init__).parameters) != [
