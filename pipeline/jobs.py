@@ -43,8 +43,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import yaml
 
+from tf_bigexport.pipeline.jobs_reader import JobsReadError, read_document
 from tf_bigexport.pipeline.sample_inputs import SampleProblems, load_samples
 from tf_bigexport.storage import is_uri, uri_problem
 from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
@@ -67,9 +67,12 @@ DTYPES = frozenset({
 })
 _DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64"}
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SIGNATURE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Matched whole (fullmatch) over ASCII only, like storage.names: `$` would accept a
+# trailing newline and \w letters of every script.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
+_SIGNATURE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_FACTORY = re.compile(rf"(?=.{{1,256}}\Z){_DOTTED}:{_DOTTED}", re.ASCII | re.DOTALL)
 
 _TOP_FIELDS = {"jobs", "registry"}
 _JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
@@ -131,8 +134,12 @@ class JobSpec:
     registry: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     source: str = "<jobs>"
+    # The jobs file's directory: relative paths and factory modules are looked up there.
+    base_dir: str | None = None
     # The job exactly as written, for the release record's job_spec_sha256.
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # signature key -> input name -> array, loaded and checked at validation
+    sample_arrays: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     @property
     def spec_sha256(self) -> str:
@@ -163,18 +170,18 @@ class _Problems:
 
 
 def load_jobs_file(path: str | os.PathLike, default_registry: str | None = None) -> list[JobSpec]:
-    """Reads and validates a YAML/JSON jobs file; raises JobsFileError listing every problem."""
+    """Reads and validates a YAML/JSON jobs file; raises JobsFileError listing every problem.
+
+    Reading is bounded (jobs_reader: size, depth, integers, no aliases or
+    duplicate keys), and sample inputs are loaded and checked against their
+    signatures, so every problem surfaces here, before any work.
+    """
     path = os.fspath(path)
     source = os.path.basename(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise JobsFileError([f"{path}: cannot read jobs file: {e.strerror or e}"]) from e
-    try:
-        document = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise JobsFileError([f"{source}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {e}"]) from e
+        document = read_document(path)
+    except JobsReadError as e:
+        raise JobsFileError([f"{source}: {e}"]) from None
     return parse_jobs(document, source=source, base_dir=os.path.dirname(os.path.abspath(path)),
                       default_registry=default_registry)
 
@@ -232,7 +239,7 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     factory = raw.get("factory")
     if not _nonempty_str(factory):
         problems.add(label, "factory", "required: 'package.module:function'")
-    elif not _FACTORY.match(factory):
+    elif not _FACTORY.fullmatch(factory):
         problems.add(label, "factory", f"{factory!r} is not of the form 'package.module:function'")
 
     factory_kwargs = raw.get("factory_kwargs", {}) or {}
@@ -280,10 +287,19 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
 
     if len(problems.lines) > before:
         return None
-    return JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
-                   signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
-                   max_shard_size=max_shard_size, format=saved_format, version=version, registry=registry, tags=tags,
-                   source=source, raw=dict(raw))
+    job = JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
+                  signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
+                  max_shard_size=max_shard_size, format=saved_format, version=version, registry=registry, tags=tags,
+                  source=source, base_dir=base_dir, raw=dict(raw))
+    arrays = {}
+    for key in sample_inputs:
+        try:
+            arrays[key] = _load_samples_of(job, key)
+        except JobsFileError as e:
+            problems.lines += e.problems
+    if len(problems.lines) > before:
+        return None
+    return dataclasses.replace(job, sample_arrays=arrays)
 
 
 def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[SignatureDecl, ...]:
@@ -293,8 +309,8 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
     out = []
     for key, body in raw.items():
         field = f"signatures.{key}"
-        if not isinstance(key, str) or not _SIGNATURE_KEY.match(key):
-            problems.add(label, field, "signature keys must match [A-Za-z_][A-Za-z0-9_.-]*")
+        if not isinstance(key, str) or not _SIGNATURE_KEY.fullmatch(key):
+            problems.add(label, field, "signature keys must be 1-128 of [A-Za-z0-9_.-], starting with a letter or _")
             continue
         method = DEFAULT_METHOD
         specs_field = field
@@ -302,7 +318,7 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
             for extra in sorted(set(body) - _SIGNATURE_FIELDS, key=str):
                 problems.add(label, f"{field}.{extra}", f"unknown field{_suggest(extra, _SIGNATURE_FIELDS)}")
             method = body.get("method", DEFAULT_METHOD)
-            if not isinstance(method, str) or not (method == DEFAULT_METHOD or _IDENTIFIER.match(method)):
+            if not isinstance(method, str) or not (method == DEFAULT_METHOD or _IDENTIFIER.fullmatch(method)):
                 problems.add(label, f"{field}.method", f"must be a method name, got {method!r}")
                 method = DEFAULT_METHOD
             specs_field = f"{field}.inputs"
@@ -328,7 +344,7 @@ def _parse_spec(raw: Any, field: str, label: str, problems: _Problems) -> Tensor
         problems.add(label, f"{field}.{extra}", f"unknown field{_suggest(extra, _SPEC_FIELDS)}")
         ok = False
     name = raw.get("name")
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         problems.add(label, f"{field}.name", f"must be an identifier, got {name!r}")
         ok = False
     dtype = raw.get("dtype")
@@ -429,11 +445,15 @@ def _parse_version(value: Any, label: str, problems: _Problems) -> str:
 # ---- sample inputs as arrays -------------------------------------------------
 
 def resolve_sample_inputs(job: JobSpec, key: str) -> dict[str, np.ndarray]:
-    """The sample inputs of one signature as arrays checked against its specs.
+    """The sample inputs of one signature as arrays checked against its specs (loaded at validation)."""
+    if key in job.sample_arrays:
+        return dict(job.sample_arrays[key])
+    return _load_samples_of(job, key)
 
-    Raises JobsFileError naming the job and field on files that cannot be read
-    or values whose dtype/shape do not fit the declared TensorSpec.
-    """
+
+def _load_samples_of(job: JobSpec, key: str) -> dict[str, np.ndarray]:
+    """Raises JobsFileError naming the job and field on files that cannot be read
+    or values whose dtype/shape do not fit the declared TensorSpec."""
     field = f"sample_inputs.{key}"
     try:
         return load_samples(job.sample_inputs[key], job.signature(key).inputs)

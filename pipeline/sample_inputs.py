@@ -8,6 +8,9 @@ work; the arrays then travel with the job spec.
 """
 from __future__ import annotations
 
+import math
+import os
+import stat
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -17,6 +20,8 @@ if TYPE_CHECKING:  # the schema's declarations; this module needs only their fie
 
 # A generated sample's unknown leading dimension is the batch; other unknown dimensions are this.
 GENERATED_UNKNOWN_DIM = 4
+# Samples travel with the job (and through Beam): a few batches, not a data set.
+MAX_SAMPLE_BYTES = 64 << 20  # per signature
 
 
 class SampleProblems(ValueError):
@@ -40,25 +45,40 @@ def load_samples(decl: "SampleInputsDecl", inputs: Sequence["TensorSpecDecl"]) -
     """Input name -> array for one signature; raises SampleProblems naming each bad input."""
     problems: list[tuple[str, str]] = []
     arrays: dict[str, np.ndarray] = {}
+    budget = _Budget(MAX_SAMPLE_BYTES)
     if decl.generate is not None:
         rng = np.random.default_rng(decl.generate.seed)
         for spec in inputs:
+            problem = budget.take(generated_bytes(spec, decl.generate.batch))
+            if problem:
+                problems.append((spec.name, f"generated samples would be {problem}"))
+                break
             arrays[spec.name] = generate(rng, spec, decl.generate.batch)
     elif decl.npz_path is not None:
         try:
+            _regular_file(decl.npz_path)
             with np.load(decl.npz_path, allow_pickle=False) as npz:
                 for spec in inputs:
                     if spec.name not in npz.files:
                         problems.append(("", f"{decl.npz_path} has no array {spec.name!r} (has {sorted(npz.files)})"))
-                    else:
-                        arrays[spec.name] = npz[spec.name]
-        except (OSError, ValueError) as e:
+                        continue
+                    # The declared size, before decompressing: a small .npz can inflate to gigabytes.
+                    problem = budget.take(npz.zip.getinfo(f"{spec.name}.npy").file_size)
+                    if problem:
+                        problems.append(("", f"{decl.npz_path}: {problem}"))
+                        break
+                    arrays[spec.name] = npz[spec.name]
+        except (OSError, ValueError, KeyError) as e:
             problems.append(("", f"cannot read {decl.npz_path}: {e}"))
     else:
         for spec in inputs:
             value = decl.per_input[spec.name]
             if isinstance(value, str):
                 try:
+                    problem = budget.take(_regular_file(value))
+                    if problem:
+                        problems.append((spec.name, f"{value}: {problem}"))
+                        continue
                     arrays[spec.name] = np.load(value, allow_pickle=False)
                 except (OSError, ValueError) as e:
                     problems.append((spec.name, f"cannot read {value}: {e}"))
@@ -78,10 +98,40 @@ def load_samples(decl: "SampleInputsDecl", inputs: Sequence["TensorSpecDecl"]) -
     return arrays
 
 
+def _regular_file(path: str) -> int:
+    """The size of ``path``; OSError for a FIFO, device or directory (they could block or never end)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    return info.st_size
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.limit = limit
+
+    def take(self, size: int) -> str | None:
+        """None, or why ``size`` more bytes are too many."""
+        self.left -= size
+        if self.left < 0:
+            return f"more than {self.limit >> 20} MiB of sample inputs for one signature"
+        return None
+
+
+def generated_shape(spec: "TensorSpecDecl", batch: int) -> tuple[int, ...]:
+    return tuple(batch if (d is None and i == 0) else (GENERATED_UNKNOWN_DIM if d is None else d)
+                 for i, d in enumerate(spec.shape))
+
+
+def generated_bytes(spec: "TensorSpecDecl", batch: int) -> int:
+    itemsize = 16 if spec.dtype == "string" else numpy_dtype(spec.dtype).itemsize
+    return math.prod(generated_shape(spec, batch)) * itemsize
+
+
 def generate(rng: np.random.Generator, spec: "TensorSpecDecl", batch: int) -> np.ndarray:
     """Seeded values of the declared dtype: strings "token<N>", integers 0..9, normal floats."""
-    shape = tuple(batch if (d is None and i == 0) else (GENERATED_UNKNOWN_DIM if d is None else d)
-                  for i, d in enumerate(spec.shape))
+    shape = generated_shape(spec, batch)
     if spec.dtype == "string":
         words = rng.integers(0, 16, size=shape)
         return np.vectorize(lambda w: f"token{w}".encode(), otypes=[object])(words) if words.size else \

@@ -51,6 +51,17 @@ def test_wrong_types_exit_2_naming_job_and_field(tmp_path, capsys, field, value,
     assert not registry.exists() and not (tmp_path / "work").exists()
 
 
+def test_sample_inputs_that_do_not_fit_exit_2_before_any_work(tmp_path, capsys):
+    registry = tmp_path / "reg"
+    jobs = write_jobs(tmp_path / "jobs.json", [tiny_job("good"), tiny_job(
+        "sample-shape", sample_inputs={"serving_default": {"x": [[1.0, 2.0]]}})], registry=str(registry))
+    assert cli.main(["run", "--jobs", str(jobs), "--work_dir", str(tmp_path / "work")]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert ("jobs.json: job 'sample-shape' field 'sample_inputs.serving_default.x': shape [1, 2] does not fit "
+            "declared [None, 4]") in err
+    assert not registry.exists() and not (tmp_path / "work").exists()
+
+
 def test_document_level_wrong_types(tmp_path, capsys):
     for text, message in [('{"jobs": {"name": "m"}}', "field 'jobs': must be a non-empty list of jobs, got dict"),
                           ('{"jobs": [], "registry": "/r"}', "field 'jobs': must be a non-empty list"),
@@ -99,8 +110,6 @@ def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path, s3_emulat
         "returns-none": ("trace", "factory 'hostile_models:returns_nothing' returned NoneType", ""),
         "no-import": ("trace", "factory 'hostile_models_missing:build': cannot import module "
                                "'hostile_models_missing'", ""),
-        "sample-shape": ("read", "job 'sample-shape' field 'sample_inputs.serving_default.x': shape [1, 2] "
-                                 "does not fit declared [None, 4]", ""),
         "unreachable": ("stage", "s3://registry/unreachable", "Could not connect to the endpoint URL"),
         "read-only": ("stage", "read-only", "Read-only file system" if os.geteuid() == 0 else "Permission denied"),
     }
@@ -112,7 +121,6 @@ def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path, s3_emulat
             tiny_job("raises", factory="hostile_models:raises_while_building", factory_kwargs={}),
             tiny_job("returns-none", factory="hostile_models:returns_nothing", factory_kwargs={}),
             tiny_job("no-import", factory="hostile_models_missing:build", factory_kwargs={}),
-            tiny_job("sample-shape", sample_inputs={"serving_default": {"x": [[1.0, 2.0]]}}),
             # one registry the endpoint never answers for, one we may not write to
             tiny_job("unreachable", registry="s3://registry/unreachable"),
             tiny_job("read-only", registry=str(read_only / "reg")),

@@ -108,15 +108,33 @@ def test_yaml_file_with_relative_sample_paths(tmp_path):
     assert third.dtype == np.int64 and third.tolist() == [4, 5]
 
 
-def test_sample_inputs_that_do_not_fit_name_the_field(tmp_path):
+def test_sample_inputs_that_do_not_fit_are_found_in_validation(tmp_path):
+    """Read and checked when the file is validated (exit 2 before any work), not in the read stage."""
     np.save(tmp_path / "x.npy", np.zeros((2, 4), np.float32))
-    [spec] = parse_jobs({"registry": "r", "jobs": [job(
+    lines = errors_of({"registry": "r", "jobs": [job(
         signatures={"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 3]}]},
-        sample_inputs={"serving_default": {"x": "x.npy"}})]}, source="jobs.yaml", base_dir=str(tmp_path))
-    with pytest.raises(JobsFileError) as info:
-        resolve_sample_inputs(spec, "serving_default")
-    assert "job 'resnet' field 'sample_inputs.serving_default.x': shape [2, 4] does not fit declared [None, 3]" \
-        in str(info.value)
+        sample_inputs={"serving_default": {"x": "x.npy"}})]}, base_dir=str(tmp_path))
+    assert lines == ["jobs.yaml: job 'resnet' field 'sample_inputs.serving_default.x': shape [2, 4] does not fit "
+                     "declared [None, 3]"]
+    missing = errors_of({"registry": "r", "jobs": [job(sample_inputs={"serving_default": "none.npz"})]},
+                        base_dir=str(tmp_path))
+    assert len(missing) == 1 and "field 'sample_inputs.serving_default': cannot read" in missing[0]
+
+
+def test_sample_inputs_are_bounded(tmp_path):
+    huge = job(sample_inputs={"serving_default": {"generate": {"seed": 0, "batch": 10**6}}})
+    [line] = errors_of({"registry": "r", "jobs": [huge]})
+    assert "field 'sample_inputs.serving_default.images': generated samples would be more than 64 MiB" in line
+    # a compressed .npz that would inflate past the limit is refused before it is decompressed
+    np.savez_compressed(tmp_path / "zeros.npz", images=np.zeros((700, 96, 96, 3), np.float32))
+    assert os.path.getsize(tmp_path / "zeros.npz") < 1 << 20
+    [line] = errors_of({"registry": "r", "jobs": [job(sample_inputs={"serving_default": "zeros.npz"})]},
+                       base_dir=str(tmp_path))
+    assert "zeros.npz: more than 64 MiB of sample inputs" in line
+    os.mkfifo(tmp_path / "pipe.npy")  # would block a reader forever
+    [line] = errors_of({"registry": "r", "jobs": [job(sample_inputs={"serving_default": {"images": "pipe.npy"}})]},
+                       base_dir=str(tmp_path))
+    assert "pipe.npy is not a regular file" in line
 
 
 def test_generated_samples_are_seeded_and_typed():
@@ -157,3 +175,51 @@ def test_documented_example_is_valid():
     for job in jobs:
         for key in job.sample_inputs:
             assert resolve_sample_inputs(job, key)
+
+
+# ---- hostile jobs files: exit 2 with `file: reason`, before any work ---------------------
+
+JOB_TEXT = ("jobs:\n  - name: {name}\n    factory: a.b:c\n    version: {version}\n"
+            "    signatures: {{s: [{{name: x, dtype: float32, shape: [2]}}]}}\n")
+LAUGHS = "".join(f"    l{i}: &l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]\n"
+                 for i in range(1, 12))
+HOSTILE = {
+    "not-utf8.yaml": (b"jobs:\n  - name: caf\xe9\n", "not UTF-8 text: byte 0xe9 at offset 19 (line 2)"),
+    "deep.yaml": (b"jobs: " + b"[" * 20000 + b"]" * 20000 + b"\n", "nested more than 32 levels deep"),
+    "deep.json": (b'{"jobs": ' + b"[" * 20000 + b"]" * 20000 + b"}", "nested 20001 levels deep; at most 32"),
+    "digits.yaml": (JOB_TEXT.format(name="m", version="9" * 5000).encode(), "integer 999999999999... has 5000"),
+    "digits.json": (b'{"jobs": [], "registry": ' + b"7" * 5000 + b"}", "integer 777777777777... has 5000"),
+    "laughs.yaml": (("jobs:\n  - name: m\n    factory: a.b:c\n    factory_kwargs:\n      l0: &l0 [x]\n" + LAUGHS)
+                    .encode(), "YAML anchor &l0 is not allowed"),
+    "alias-samples.yaml": (JOB_TEXT.format(name="m", version=1).encode()
+                           + b"    sample_inputs: {s: {x: *v}}\n", "YAML alias *v is not allowed"),
+    "duplicate.yaml": (JOB_TEXT.format(name="m", version=1).encode() + b"    version: 2\n",
+                       "line 6, column 5: key 'version' appears twice in one mapping (first on line 4)"),
+    "duplicate.json": (b'{"registry": "a", "registry": "b", "jobs": []}', "key 'registry' appears twice"),
+    "large.yaml": (b"jobs: []\n" + b"# padding\n" * 500_000, "larger than 4 MiB"),
+    "dotdot.yaml": (JOB_TEXT.format(name="a..b", version=1).encode(), "field 'name': use 1-128 of"),
+    "long.yaml": (JOB_TEXT.format(name="m" * 200, version=1).encode(), "field 'name': use 1-128 of"),
+    "newline.yaml": (JOB_TEXT.format(name='"m\\n"', version=1).encode(), "field 'name': use 1-128 of"),
+    "pow.yaml": (JOB_TEXT.format(name="m", version="2**70").encode(), "field 'version': must be 'next'"),
+    "big-version.yaml": (JOB_TEXT.format(name="m", version=2**70).encode(), "integer 1180591620717411303424 is out"),
+    "fullwidth.yaml": (JOB_TEXT.format(name="m", version='"１２"').encode(), "got '１２'"),
+    "arabic.yaml": (JOB_TEXT.format(name="m", version='"٣"').encode(), "got '٣'"),
+    "signature-newline.yaml": (b'jobs: [{name: m, factory: a.b:c, signatures: {"s\\n": []}}]\n',
+                               "field 'signatures.s\\n': signature keys must be"),
+    "factory-newline.yaml": (b'jobs: [{name: m, factory: "a.b:c\\n", signatures: {s: []}}]\n',
+                             "is not of the form 'package.module:function'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_jobs_files_exit_2_naming_file_and_reason(tmp_path, capsys, name):
+    from tf_bigexport.pipeline import cli
+    data, message = HOSTILE[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    registry = tmp_path / "registry"
+    assert cli.main(["run", "--jobs", str(path), "--registry", str(registry)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"{name}: ") and message in err, err
+    assert "Traceback" not in err and len(err) < 2000
+    assert not registry.exists()
