@@ -34,6 +34,19 @@ def check_version(version: str) -> None:
             f"tf-bigexport supports TensorFlow {SUPPORTED_RANGE}; the installed TensorFlow is {version}")
 
 
+def check_installed() -> None:
+    """The same check as import_tensorflow, from the installed distribution's metadata: for a
+    process that leaves TensorFlow to its child processes. A build without metadata passes here
+    (import_tensorflow checks it where it is imported)."""
+    import importlib.metadata
+    import importlib.util
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UnsupportedTensorFlowError(
+            f"tf-bigexport needs TensorFlow {SUPPORTED_RANGE} and none is installed: {INSTALL_HINT}")
+    for distribution in importlib.metadata.packages_distributions().get("tensorflow", []):
+        check_version(importlib.metadata.version(distribution))
+
+
 def import_tensorflow() -> ModuleType:
     """``import tensorflow``, or an UnsupportedTensorFlowError that says what to install."""
     try:

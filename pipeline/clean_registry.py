@@ -36,11 +36,11 @@ def default_work_root() -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("registry", metavar="URI", help="the registry to clean (a directory or gs://, s3://, ...)")
     parser.add_argument("--apply", action="store_true", help="remove what is listed (default: only list it)")
-    parser.add_argument("--older_than", "--older-than", dest="older_than", default=DEFAULT_AGE, metavar="AGE",
+    parser.add_argument("--older_than", default=DEFAULT_AGE, metavar="AGE",
                         type=parse_age,
                         help=f"leave alone anything written more recently, such as the claims and uploads of "
                              f"runs that may still be going (default {DEFAULT_AGE}; a number with s, m, h or d)")
-    parser.add_argument("--work_root", "--work-root", dest="work_root", default=None, metavar="DIR",
+    parser.add_argument("--work_root", default=None, metavar="DIR",
                         help="where runs keep their local work directories, one per run id "
                              "(default: <temp dir>/tf-bigexport, as for `run`)")
 

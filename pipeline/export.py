@@ -7,23 +7,30 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 
+from tf_bigexport.pipeline import logs
 from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.graph import build_graph
 from tf_bigexport.pipeline.jobs import JobSpec
 from tf_bigexport.pipeline.logs import progress
-from tf_bigexport.pipeline.options import ExportOptions, build_options, registration_of, storage_options_from
+from tf_bigexport.pipeline.options import ResolvedRun, RunOptions, build_options, parse_run_options
 from tf_bigexport.pipeline.summary import read_outcomes
 from tf_bigexport.storage.uris import is_uri
 
 
-def construct(jobs: Sequence[JobSpec], beam_args: list[str]) -> tuple[beam.Pipeline, ExportOptions]:
-    """A pipeline with the export graph applied, not yet run (also how Dataflow construction is tested)."""
-    options = build_options(beam_args)
-    export = options.view_as(ExportOptions)
+def construct(jobs: Sequence[JobSpec], run: RunOptions | Sequence[str] = RunOptions()
+              ) -> tuple[beam.Pipeline, ResolvedRun]:
+    """A pipeline with the export graph applied, not yet run (also how Dataflow construction is tested).
+
+    ``run`` is RunOptions, or `run`-style arguments such as ["--work_dir", "w", "--runner", "DirectRunner"].
+    """
+    if not isinstance(run, RunOptions):
+        run = parse_run_options(run)
+    options, resolved = build_options(run)
     pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline, jobs, work_root=export.work_dir, run_id=export.run_id, outcomes_dir=export.outcomes_dir,
-                storage_options=storage_options_from(export.storage_options), registration=registration_of(export))
-    return pipeline, export
+    build_graph(pipeline, jobs, work_root=resolved.work_dir, run_id=resolved.run_id,
+                outcomes_dir=resolved.outcomes_dir, storage_options=resolved.storage_options,
+                registration=resolved.registration)
+    return pipeline, resolved
 
 
 def stage_counters(result) -> dict[str, int]:
@@ -41,13 +48,13 @@ def stage_counters(result) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-def run_export(jobs: Sequence[JobSpec], beam_args: list[str],
+def run_export(jobs: Sequence[JobSpec], run: RunOptions | Sequence[str] = RunOptions(),
                counters: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Runs the export to completion; returns one outcome per job (published or failed).
 
     ``counters``, if given, receives the stages' Beam counters.
     """
-    pipeline, export = construct(jobs, beam_args)
+    pipeline, export = construct(jobs, run)
     start = time.monotonic()
     progress("export started", jobs=len(jobs), run_id=export.run_id, work_dir=export.work_dir)
     result = pipeline.run()
@@ -60,7 +67,7 @@ def run_export(jobs: Sequence[JobSpec], beam_args: list[str],
     progress("export finished", seconds=f"{time.monotonic() - start:.1f}",
              published=sum(o["status"] == "published" for o in outcomes),
              failed=sum(o["status"] != "published" for o in outcomes))
-    if not any(arg.startswith("--work_dir") for arg in beam_args) and not is_uri(export.work_dir):
+    if not export.work_dir_given and not is_uri(export.work_dir):
         # Scratch we created ourselves: published models no longer need it, failed ones are reported.
         shutil.rmtree(export.work_dir, ignore_errors=True)
     # A job with no outcome at all would be a bug in the graph; report it rather than pass silently.
@@ -82,8 +89,9 @@ def run_command(args) -> int:
     except JobsFileError as e:
         print(e, file=sys.stderr)
         return ExitCode.USAGE
+    logs.import_tensorflow(args.verbose)  # quietly, once the jobs file is known to be good
     try:
-        outcomes = run_export(jobs, args.beam_args)
+        outcomes = run_export(jobs, args.run_options)
     except ValueError as e:  # bad pipeline options, named by Beam or by us
         print(f"run: {e}", file=sys.stderr)
         return ExitCode.USAGE

@@ -11,39 +11,120 @@ from tf_bigexport.pipeline.locations import split_version_uri
 
 # ---- parsing ------------------------------------------------------------------
 
-def test_run_passes_unknown_options_to_beam():
-    args, beam_args = cli.parse_args(["run", "--jobs", "j.yaml", "--registry", "gs://b/m",
-                                      "--runner", "DataflowRunner", "--project", "p"])
+def parse(*argv):
+    return cli.parse_args(list(argv))
+
+
+def usage_error(capsys, *argv) -> str:
+    assert cli.main(list(argv)) == cli.EXIT_USAGE
+    return capsys.readouterr().err
+
+
+def test_run_takes_listed_beam_options_and_the_rest_after_the_separator():
+    args = parse("run", "--jobs", "j.yaml", "--registry", "gs://b/m", "--runner", "DataflowRunner",
+                 "--project", "p", "--temp-location", "gs://b/t", "--experiments", "a", "--experiments", "b",
+                 "--run-id", "nightly.3", "--", "--worker-zone=us-central1-b", "--no_use_public_ips")
     assert (args.command, args.jobs, args.registry) == ("run", "j.yaml", "gs://b/m")
-    assert beam_args == ["--runner", "DataflowRunner", "--project", "p"]
+    run = args.run_options
+    assert run.run_id == "nightly.3"  # the `-` spelling, once silently dropped
+    assert run.beam_args == ("--runner=DataflowRunner", "--project=p", "--temp_location=gs://b/t",
+                             "--experiments=a", "--experiments=b", "--worker_zone=us-central1-b",
+                             "--no_use_public_ips")
 
 
-def test_other_commands_reject_unknown_options(capsys):
-    with pytest.raises(SystemExit) as info:
-        cli.parse_args(["inspect", "some/dir", "--runner", "DataflowRunner"])
-    assert info.value.code == cli.EXIT_USAGE
-    assert "unrecognized arguments: --runner DataflowRunner" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["--bogus-flag", "1"], "tf-bigexport run: error: unrecognized option --bogus-flag"),
+    (["--mlflow_tracking_url", "http://m"], "unrecognized option --mlflow_tracking_url "
+                                            "(did you mean --mlflow_tracking_uri?)"),
+    (["--regist", "r"], "unrecognized option --regist (did you mean --registry?)"),  # no abbreviations
+    (["--worker_zone", "z"], "unrecognized option --worker_zone: a Beam option outside the list `run --help` "
+                             "shows: pass it after --"),
+    (["--", "--wrker_zone=z"], "unrecognized Beam option --wrker_zone (did you mean --worker_zone?)"),
+    (["--", "--disk_size_gb=many"], "Beam option: argument --disk_size_gb: invalid int value: 'many'"),
+    (["stray"], "unexpected argument 'stray'"),
+])
+def test_run_refuses_what_it_does_not_know(tmp_path, capsys, argv, message):
+    err = usage_error(capsys, "run", "--jobs", str(tmp_path / "j.yaml"), "--registry", str(tmp_path), *argv)
+    assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "j.yaml").exists()
+
+
+def test_other_commands_refuse_unknown_options_and_beam_options(capsys):
+    assert "tf-bigexport inspect: error: unrecognized option --runner" in usage_error(
+        capsys, "inspect", "some/dir", "--runner", "DataflowRunner")
+    assert "unrecognized option --input_expr (did you mean --input_exprs?)" in usage_error(
+        capsys, "call", "m/1", "--input_expr", "x=[1]")
+    assert "only `run` takes Beam options after --" in usage_error(capsys, "verify", "r/m/1", "--", "--x=1")
+    assert "unexpected argument 'b'" in usage_error(capsys, "inspect", "a", "b")
+
+
+def every_option():
+    """(command, option) for every long option of every command."""
+    parser = cli.build_parser()
+    for command in cli.COMMANDS:
+        sub = cli.subparser(parser, command.name)
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help":
+                    yield command.name, option, action
+
+
+MINIMAL = {"run": ["--jobs", "j"], "demo": [], "inspect": ["p"], "call": ["p"], "verify": ["u"], "register": ["u"]}
+
+
+@pytest.mark.parametrize("command, option, action", list(every_option()),
+                         ids=[f"{c} {o}" for c, o, _ in every_option()])
+def test_every_option_takes_both_spellings(command, option, action):
+    for spelling in {option, option.replace("_", "-"), "--" + option[2:].replace("-", "_")}:
+        argv = [command, *MINIMAL[command], spelling]
+        if action.nargs != 0:
+            argv.append("3")
+        args = parse(*argv)
+        value = getattr(args, action.dest, None)
+        if command == "run" and action.dest.startswith("beam_"):
+            assert any(a.startswith(f"--{action.dest[5:]}=") for a in args.run_options.beam_args)
+        else:
+            assert value not in (None, False, []), (spelling, value)
+
+
+def test_every_option_has_help():
+    for command, option, action in every_option():
+        assert action.help and len(action.help) > 10, (command, option)
+
+
+def test_no_beam_warning_about_discarded_args(caplog):
+    import logging
+
+    from tf_bigexport.pipeline.export import construct
+    from tf_bigexport.pipeline.jobs import parse_jobs
+    jobs = parse_jobs({"registry": "gs://b/m", "jobs": [{"name": "m", "factory": "a.b:c", "signatures": {
+        "s": [{"name": "x", "dtype": "float32", "shape": [1]}]}}]})
+    args = parse("run", "--jobs", "j", "--work_dir", "/tmp/unused", "--run_id", "r1", "--storage_options", "{}",
+                 "--runner", "DirectRunner", "--direct_num_workers", "2", "--", "--direct_running_mode=multi_threading")
+    with caplog.at_level(logging.WARNING):
+        pipeline, resolved = construct(jobs, args.run_options)
+        pipeline.options.get_all_options()
+        pipeline.options.view_as(__import__("apache_beam").options.pipeline_options.DirectOptions)
+    assert resolved.run_id == "r1" and resolved.work_dir == "/tmp/unused"
+    assert pipeline.options.get_all_options()["direct_num_workers"] == 2
+    assert "Discarding" not in caplog.text and "unparseable" not in caplog.text
 
 
 def test_run_requires_jobs(capsys):
-    with pytest.raises(SystemExit):
-        cli.parse_args(["run", "--registry", "x"])
-    assert "--jobs" in capsys.readouterr().err
+    assert "the following arguments are required: --jobs" in usage_error(capsys, "run", "--registry", "x")
 
 
 def test_demo_defaults_and_verbose_anywhere():
-    args, _ = cli.parse_args(["demo"])
+    args = parse("demo")
     assert args.registry == cli.DEFAULT_DEMO_REGISTRY and not args.large and not args.verbose
-    args, _ = cli.parse_args(["demo", "--large", "--registry", "/tmp/r", "-v"])
+    args = parse("demo", "--large", "--registry", "/tmp/r", "-v")
     assert args.large and args.registry == "/tmp/r" and args.verbose
-    args, _ = cli.parse_args(["--verbose", "inspect", "x"])
-    assert args.verbose
+    assert parse("--verbose", "inspect", "x").verbose
 
 
 def test_call_accepts_saved_model_cli_spellings():
-    args, _ = cli.parse_args(["call", "m/1", "--signature_def", "score", "--input_exprs", "x=np.ones(2)",
-                              "--inputs", "a=a.npy;b=b.npz[v]", "--input_examples", "e=[{'f': [1]}]",
-                              "--outdir", "out"])
+    args = parse("call", "m/1", "--signature_def", "score", "--input_exprs", "x=np.ones(2)",
+                 "--inputs", "a=a.npy;b=b.npz[v]", "--input_examples", "e=[{'f': [1]}]", "--outdir", "out")
     assert args.signature == "score" and args.input_exprs == ["x=np.ones(2)"]
     assert split_specs(args.inputs) == [("a", "a.npy"), ("b", "b.npz[v]")]
 

@@ -78,17 +78,11 @@ def test_worker_image_copies_every_package_and_the_template_entry_point():
 # ---- flex template ------------------------------------------------------------------
 
 def run_options() -> dict[str, str]:
-    """Option name -> help of `tf-bigexport run`'s own options and the pipeline's ExportOptions."""
-    import argparse
-
+    """Option name -> help of `tf-bigexport run`'s own options (not the Beam options it passes on)."""
     from tf_bigexport.pipeline import cli
-    from tf_bigexport.pipeline.options import ExportOptions
-    run = cli.build_parser()._subparsers._group_actions[0].choices["run"]
-    options = {a.dest: a.help for a in run._actions if a.option_strings and a.dest not in ("help", "verbose")}
-    export = argparse.ArgumentParser()
-    ExportOptions._add_argparse_args(export)
-    options.update({a.dest: a.help for a in export._actions if a.option_strings and a.dest != "help"})
-    return options
+    run = cli.subparser(cli.build_parser(), "run")
+    return {a.dest: a.help for a in run._actions
+            if a.option_strings and a.dest not in ("help", "verbose") and not a.dest.startswith("beam_")}
 
 
 def test_template_parameters_are_the_run_options():
@@ -161,15 +155,15 @@ def test_launcher_submits_with_options_the_pipeline_understands(caplog):
     from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, WorkerOptions
 
     from tf_bigexport.pipeline import cli
-    from tf_bigexport.pipeline.options import ExportOptions, build_options
+    from tf_bigexport.pipeline.options import build_options
     command = dry_run("--service-account", "sa@p1.iam.gserviceaccount.com", "--max-workers", "3",
                       "--mlflow-tracking-uri", "https://mlflow.example", "--run-id", "nightly.1",
                       "--", "--experiments", "shuffle_mode=service")
     assert command[:4] == [sys.executable, "-m", "tf_bigexport", "run"]
-    args, beam_args = cli.parse_args(command[3:])
+    args = cli.parse_args(command[3:])
     assert (args.jobs, args.registry) == ("gs://reg-bucket/jobs.yaml", "gs://reg-bucket/models")
     with caplog.at_level(logging.WARNING):
-        options = build_options(beam_args)
+        options, export = build_options(args.run_options)
         options.get_all_options()
     assert "Discarding unparseable args" not in caplog.text
     cloud, worker = options.view_as(GoogleCloudOptions), options.view_as(WorkerOptions)
@@ -185,8 +179,7 @@ def test_launcher_submits_with_options_the_pipeline_understands(caplog):
     [distribution] = importlib.metadata.packages_distributions()["tensorflow"]
     assert read(setup.requirements_file).split() == [f"{distribution}=={tf.__version__}"]
     assert setup.requirements_cache == "skip"
-    export = options.view_as(ExportOptions)
-    assert (export.run_id, export.mlflow_tracking_uri) == ("nightly.1", "https://mlflow.example")
+    assert (export.run_id, export.registration) == ("nightly.1", {"mlflow_tracking_uri": "https://mlflow.example"})
     assert "shuffle_mode=service" in options.view_as(
         __import__("apache_beam").options.pipeline_options.DebugOptions).experiments
 
@@ -197,8 +190,8 @@ def test_launcher_with_image_skips_the_setup_file():
     from tf_bigexport.pipeline import cli
     from tf_bigexport.pipeline.options import build_options
     image = "europe-west4-docker.pkg.dev/p1/tf-bigexport/worker:1"
-    _, beam_args = cli.parse_args(dry_run("--image", image, "--machine-type", "m3-ultramem-32")[3:])
-    options = build_options(beam_args)
+    args = cli.parse_args(dry_run("--image", image, "--machine-type", "m3-ultramem-32")[3:])
+    options, _ = build_options(args.run_options)
     assert options.view_as(WorkerOptions).sdk_container_image == image
     assert options.view_as(WorkerOptions).machine_type == "m3-ultramem-32"
     assert options.view_as(SetupOptions).setup_file is None
@@ -349,3 +342,29 @@ def test_release_workflow_uses_flags_and_commands_that_exist():
     assert "--mlflow_tracking_uri" in {o for a in commands["register"]._actions for o in a.option_strings}
     # Exit status 3 (published, not registered) is what the workflow retries with `register`.
     assert cli.EXIT_NOT_REGISTERED == 3 and '"$status" = 3' in scripts
+
+
+def launcher_refusal(*flags: str) -> str:
+    result = subprocess.run(["bash", LAUNCH, "--dry-run", *flags], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHON=sys.executable))
+    assert result.returncode == 2 and not result.stdout, result
+    return result.stderr
+
+
+def test_launcher_refuses_local_paths_dataflow_cannot_read():
+    local_temp = [f if f != "gs://tmp-bucket/tmp" else "/tmp/dataflow-temp" for f in REQUIRED]
+    assert "--temp-location must be a gs:// URI (got /tmp/dataflow-temp)" in launcher_refusal(*local_temp)
+    local_jobs = [f if f != "gs://reg-bucket/jobs.yaml" else "jobs.yaml" for f in REQUIRED]
+    err = launcher_refusal(*local_jobs, "--template", "gs://tmp-bucket/templates/t.json")
+    assert "with --template the jobs file must be a gs:// URI" in err
+    dry_run_local_jobs = subprocess.run(["bash", LAUNCH, "--dry-run", *local_jobs], capture_output=True, text=True,
+                                        env=dict(os.environ, PYTHON=sys.executable))
+    assert dry_run_local_jobs.returncode == 0  # direct submission reads the jobs file here
+
+
+def test_launcher_passes_any_beam_option_after_the_separator():
+    from tf_bigexport.pipeline import cli
+    command = dry_run("--", "--worker_zone", "europe-west4-b", "--no_use_public_ips")
+    assert command[-4:] == ["--", "--worker_zone", "europe-west4-b", "--no_use_public_ips"]
+    run = cli.parse_args(command[3:]).run_options
+    assert run.beam_args[-3:] == ("--worker_zone", "europe-west4-b", "--no_use_public_ips")

@@ -8,7 +8,7 @@
 #       [--machine-type n2-highmem-8] [--disk-size-gb 200] [--max-workers 4] \
 #       [--image REGION-docker.pkg.dev/P/tf-bigexport/worker:TAG] [--subnetwork URL] \
 #       [--mlflow-tracking-uri URI] [--run-id ID] [--template gs://.../tf-bigexport.json] \
-#       [--dry-run] [-- extra Beam options]
+#       [--dry-run] [-- extra Beam options, or gcloud flags with --template]
 set -euo pipefail
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -53,6 +53,18 @@ for required in project region temp registry jobs; do
     usage
   fi
 done
+# Dataflow reads both from Cloud Storage: a local path would fail only after submission.
+case "$temp" in
+  gs://*) ;;
+  *) echo "launch.sh: --temp-location must be a gs:// URI (got $temp)" >&2; exit 2 ;;
+esac
+if [ -n "$template" ]; then
+  case "$jobs" in
+    gs://*) ;;
+    *) echo "launch.sh: with --template the jobs file must be a gs:// URI the launcher can read (got $jobs)" >&2
+       exit 2 ;;
+  esac
+fi
 staging=${staging:-${temp%/}/staging}
 run_id=${run_id:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 
@@ -89,7 +101,11 @@ else
     cmd+=(--setup_file "$root/setup.py" --requirements_file "$requirements" --requirements_cache skip)
   fi
 fi
-cmd+=("${extra[@]}")
+if [ ${#extra[@]} -gt 0 ]; then
+  # Direct submission: `run` takes Beam options outside its list after `--`; gcloud takes its own flags.
+  [ -z "$template" ] && cmd+=(--)
+  cmd+=("${extra[@]}")
+fi
 
 if [ "$dry_run" = 1 ]; then
   printf '%q ' "${cmd[@]}"

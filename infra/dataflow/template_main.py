@@ -2,9 +2,10 @@
 
 The template launcher calls this file with the template's parameters as
 --name=value (infra/dataflow/metadata.json) plus Dataflow's own options. It
-accepts exactly what `tf-bigexport run` accepts; the jobs file may be a gs://
-URI (read here, at launch). The summary table is not printed: read the
-outcomes under <temp_location>/tf-bigexport/<run_id>/outcomes/ afterwards.
+accepts what `tf-bigexport run` accepts and, before `--` too, any option Beam
+knows (the launcher chooses those); the jobs file may be a gs:// URI (read
+here, at launch). The summary table is not printed: read the outcomes under
+<temp_location>/tf-bigexport/<run_id>/outcomes/ afterwards.
 """
 from __future__ import annotations
 
@@ -26,18 +27,23 @@ def fetch_jobs_file(uri: str, scratch: str) -> str:
 
 def main(argv: list[str]) -> int:
     from tf_bigexport.pipeline import cli
+    from tf_bigexport.pipeline.argparsing import UsageError
     from tf_bigexport.pipeline.exit_codes import ExitCode
     from tf_bigexport.pipeline.export import construct
     from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
 
-    args, beam_args = cli.parse_args(["run", *argv])
+    try:
+        args = cli.parse_args(["run", *argv], beam_options_anywhere=True)
+    except UsageError as e:
+        print(f"template: {e}", file=sys.stderr)
+        return ExitCode.USAGE
     with tempfile.TemporaryDirectory(prefix="tf-bigexport-template-") as scratch:
         try:
             jobs = load_jobs_file(fetch_jobs_file(args.jobs, scratch), default_registry=args.registry)
         except JobsFileError as e:
             print(e, file=sys.stderr)
             return ExitCode.USAGE
-    pipeline, export = construct(jobs, beam_args)
+    pipeline, export = construct(jobs, args.run_options)
     pipeline.run()  # submitted; the launcher must not wait for the job to finish
     print(f"submitted run {export.run_id}; outcomes: {export.outcomes_dir}")
     return ExitCode.OK
