@@ -43,7 +43,9 @@ def copy_into_version(store: Store, staging: str, version_dir: str, manifest: Ma
     present = store.find_files(version_dir)
     payload = manifest.payload()
     todo = [e for e in payload if not _matches(present.get(e.path), e)]
-    progress = Progress(f"commit {store.uri_of(version_dir)}", sum(e.size for e in todo), len(todo))
+    # The program file is copied last but counted from the start: a .cpb can be most of the bytes.
+    progress = Progress(f"commit {store.uri_of(version_dir)}", sum(e.size for e in todo + markers),
+                        len(todo) + len(markers))
 
     def copy(entry: FileEntry) -> None:
         store.copy(f"{staging}/{entry.path}", f"{version_dir}/{entry.path}")
@@ -52,12 +54,12 @@ def copy_into_version(store: Store, staging: str, version_dir: str, manifest: Ma
 
     try:
         run_parallel([lambda e=e: copy(e) for e in todo], workers)
+        _check(store, version_dir, payload, workers)
+        after_payload()
+        for entry in markers:
+            copy(entry)
     finally:
         progress.close()
-    _check(store, version_dir, payload, workers)
-    after_payload()
-    for entry in markers:
-        store.copy(f"{staging}/{entry.path}", f"{version_dir}/{entry.path}")
     _check(store, version_dir, manifest.files, workers)
 
 

@@ -6,11 +6,13 @@ pipeline's verify) show their long steps the way uploads do.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import Callable, Iterator, TextIO
 
 from tf_bigexport.byte_sizes import human_bytes
 
@@ -19,6 +21,22 @@ log = logging.getLogger("storage")
 # Off a terminal, one log line per this many seconds at most between the
 # per-file and final lines: enough to see a multi-GB step move, never one per record.
 LOG_INTERVAL = 30.0
+
+
+# A caller that shows progress its own way (the pipeline's per-job lines) routes
+# every Progress created in its context there instead of drawing or logging.
+_route: contextvars.ContextVar[Callable[["Progress"], None] | None] = contextvars.ContextVar(
+    "storage_progress_route", default=None)
+
+
+@contextlib.contextmanager
+def routed_to(update: Callable[["Progress"], None]) -> Iterator[None]:
+    """Within this context, new Progress objects call ``update(progress)`` instead of drawing or logging."""
+    token = _route.set(update)
+    try:
+        yield
+    finally:
+        _route.reset(token)
 
 
 class Progress:
@@ -41,6 +59,7 @@ class Progress:
         self._start = time.monotonic()
         self._last_draw = 0.0
         self._last_log = self._start
+        self._route = _route.get()  # read here: the worker threads adding bytes do not share the context
 
     def rate(self) -> float:
         return self.bytes / max(time.monotonic() - self._start, 1e-6)
@@ -53,7 +72,9 @@ class Progress:
     def add_bytes(self, n: int) -> None:
         with self._lock:
             self.bytes += n
-            if self._tty:
+            if self._route is not None:
+                self._route(self)
+            elif self._tty:
                 self._draw()
             elif time.monotonic() - self._last_log >= LOG_INTERVAL:
                 self._last_log = time.monotonic()
@@ -63,7 +84,9 @@ class Progress:
     def file_done(self, name: str, size: int) -> None:
         with self._lock:
             self.files += 1
-            if self._tty:
+            if self._route is not None:
+                self._route(self)
+            elif self._tty:
                 self._draw(force=True)
             else:
                 self._last_log = time.monotonic()
@@ -83,7 +106,9 @@ class Progress:
         self._stream.flush()
 
     def close(self) -> None:
-        if self._tty:
+        if self._route is not None:
+            self._route(self)
+        elif self._tty:
             self._draw(force=True)
             self._stream.write("\n")
             self._stream.flush()

@@ -17,7 +17,10 @@ the Beam stages both drive.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import uuid
 from typing import Callable
 
 from .commit import is_complete
@@ -35,6 +38,7 @@ from .verify import check_entries
 from .versions import VersionClaims, VersionPolicy
 
 log = logging.getLogger("storage")
+PROBE_DIR = ".probe"
 StepHook = Callable[[str], None]
 # Steps reported to `step_hook`, in order (fault-injection tests stop after each).
 PUBLISH_STEPS = ("staged", "verified", "claimed", "copied", "drafted", "marker", "recorded", "indexed",
@@ -113,6 +117,25 @@ class Registry:
         return record
 
     # -- what is there
+    @guarded
+    def check_writable(self) -> None:
+        """Raise StorageError unless the registry is reachable and takes a write (a preflight).
+
+        Creates and removes one probe object under .probe/ (where the pipeline's
+        service account may delete), leaving nothing behind.
+        """
+        store = self.store
+        path = store.join(PROBE_DIR, f"writable-{uuid.uuid4().hex}")
+        fresh_root = store.is_local and not os.path.isdir(store.root)
+        if not store.create_exclusive(path, b"tf-bigexport write probe\n"):  # (an empty body upsets the GCS emulator)
+            raise StorageError(f"{store.uri}: a fresh probe object already exists")
+        store.remove_file(path)
+        if store.is_local:
+            # only if empty: another run may be probing or publishing beside us
+            for directory in [store.join(PROBE_DIR)] + ([store.root] if fresh_root else []):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
+
     @guarded
     def release_state(self, model_name: str, version: int) -> VersionState:
         """What `version` of `model_name` is: free, claimed, unrecorded, published, orphaned or damaged."""
