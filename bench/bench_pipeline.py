@@ -1,13 +1,14 @@
 """The demo export through Beam (DirectRunner) against the same stages called
 directly, one job after another, in the same process and run.
 
-  direct  pipeline.direct.export_directly for each demo job: trace, save,
-          fingerprint, stage, verify (reload in a subprocess), commit
+  direct  pipeline.direct.export_directly for each demo job: trace and save
+          (in a process of their own), fingerprint, stage, verify (reload in
+          a process of its own), commit
   beam    tf_bigexport.pipeline.export.run_export on the same jobs (fresh registry)
 
 Prints each stage's share of the direct time and the ratio beam / direct
-(target <= 1.3). Both runs follow an untimed warm-up that builds and traces
-every model once, so neither pays TensorFlow's and Keras's first-use costs.
+(target <= 1.3). Both start their TensorFlow processes the same way, so
+neither has a warm-up advantage.
 Models: the demo's (MobileNet 96x96 alpha 0.25, vocabulary module, 4 MiB
 split model); local registry directories.
 """
@@ -24,23 +25,16 @@ TARGET = 1.3
 def main() -> None:
     from tf_bigexport.pipeline import logs
     logs.configure(verbose=False)
-    logs.import_tensorflow()
     import logging
     logging.getLogger(logs.LOGGER_NAME).setLevel(logging.WARNING)
 
     from tf_bigexport.pipeline.demo_models import demo_jobs
     from tf_bigexport.pipeline.direct import STAGES, export_directly
     from tf_bigexport.pipeline.export import run_export
-    from tf_bigexport.pipeline.graph import to_task
     from tf_bigexport.pipeline.jobs import parse_jobs
-    from tf_bigexport.transforms import trace
 
     scratch = tempfile.mkdtemp(prefix="bench-pipeline-")
     try:
-        warm = parse_jobs(demo_jobs(os.path.join(scratch, "warm")), source="bench")
-        for job in warm:
-            trace.trace(to_task(job, work_root=os.path.join(scratch, "warm-work"), run_id="warm"))
-
         direct_jobs = parse_jobs(demo_jobs(os.path.join(scratch, "direct")), source="bench")
         started = time.perf_counter()
         states = [export_directly(job, work_root=os.path.join(scratch, "direct-work"), run_id="direct")

@@ -10,7 +10,6 @@ from tf_bigexport.pipeline.demo_models import demo_jobs
 from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.export import run_export
 from tf_bigexport.pipeline.jobs import parse_jobs
-from tf_bigexport.pipeline.logs import import_tensorflow
 from tf_bigexport.pipeline.summary import format_summary, plural, proto_description
 from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB
 
@@ -66,7 +65,6 @@ def demo_command(args) -> int:
     registry = os.path.abspath(args.registry)
     os.makedirs(registry, exist_ok=True)
     jobs = parse_jobs(demo_jobs(registry, large=args.large), source="demo jobs")
-    import_tensorflow(args.verbose)
     outcomes = run_export(jobs)
     print(format_summary(outcomes))
     print()

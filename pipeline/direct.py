@@ -9,8 +9,9 @@ from typing import Sequence
 
 from tf_bigexport.pipeline.graph import to_task
 from tf_bigexport.pipeline.jobs import JobSpec
-from tf_bigexport.transforms import commit, fingerprint, save, stage, trace, verify
+from tf_bigexport.transforms import commit, fingerprint, stage, verify
 from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.trace_and_save import trace_and_save
 
 STAGES = ("trace", "save", "fingerprint", "stage", "verify", "commit")
 
@@ -19,9 +20,7 @@ def export_directly(job: JobSpec, *, work_root: str, run_id: str,
                     storage_options: dict | None = None, registration: dict | None = None) -> ExportState:
     task = to_task(job, work_root=work_root, run_id=run_id, storage_options=storage_options,
                    registration=registration)
-    traced, state = trace.trace(task)
-    state = save.save(state, traced)
-    del traced
+    state = trace_and_save(task)
     state = fingerprint.fingerprint(state)
     state = stage.stage(state)
     state = verify.verify(state)

@@ -1,15 +1,14 @@
 """Running an export: options + graph + run + outcomes (the `run` and `demo` commands use this)."""
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import time
+import uuid
 from typing import Any, Sequence
 
-import apache_beam as beam
-
-from tf_bigexport.pipeline import logs
 from tf_bigexport.pipeline.exit_codes import ExitCode
-from tf_bigexport.pipeline.graph import build_graph
 from tf_bigexport.pipeline.jobs import JobSpec
 from tf_bigexport.pipeline.logs import progress
 from tf_bigexport.pipeline.options import ResolvedRun, RunOptions, build_options, parse_run_options
@@ -17,20 +16,21 @@ from tf_bigexport.pipeline.summary import read_outcomes
 from tf_bigexport.storage.uris import is_uri
 
 
-def construct(jobs: Sequence[JobSpec], run: RunOptions | Sequence[str] = RunOptions()
-              ) -> tuple[beam.Pipeline, ResolvedRun]:
+def construct(jobs: Sequence[JobSpec], run: RunOptions | Sequence[str] | ResolvedRun = RunOptions(),
+              options: Any = None, attempt: str = "") -> tuple[Any, ResolvedRun]:
     """A pipeline with the export graph applied, not yet run (also how Dataflow construction is tested).
 
-    ``run`` is RunOptions, or `run`-style arguments such as ["--work_dir", "w", "--runner", "DirectRunner"].
+    ``run`` is RunOptions, or `run`-style arguments such as ["--work_dir", "w", "--runner", "DirectRunner"],
+    or an already resolved run with its Beam ``options``. ``attempt`` tags this attempt's outcomes.
     """
-    if not isinstance(run, RunOptions):
-        run = parse_run_options(run)
-    options, resolved = build_options(run)
+    import apache_beam as beam
+
+    from tf_bigexport.pipeline.graph import build_graph
+    if not isinstance(run, ResolvedRun):
+        options, run = build_options(run if isinstance(run, RunOptions) else parse_run_options(run))
     pipeline = beam.Pipeline(options=options)
-    build_graph(pipeline, jobs, work_root=resolved.work_dir, run_id=resolved.run_id,
-                outcomes_dir=resolved.outcomes_dir, storage_options=resolved.storage_options,
-                registration=resolved.registration)
-    return pipeline, resolved
+    build_graph(pipeline, jobs, outcomes_dir=run.outcomes_dir, attempt=attempt, **run.task_settings())
+    return pipeline, run
 
 
 def stage_counters(result) -> dict[str, int]:
@@ -50,26 +50,41 @@ def stage_counters(result) -> dict[str, int]:
 
 def run_export(jobs: Sequence[JobSpec], run: RunOptions | Sequence[str] = RunOptions(),
                counters: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Runs the export to completion; returns one outcome per job (published or failed).
+    """Checks (preflight), then runs the export to completion; returns one outcome per job.
 
+    Raises PreflightError before any work if a job cannot succeed (registry not
+    writable, explicit version taken, factory not found). Jobs this run id
+    published before are reported from their release records without work.
     ``counters``, if given, receives the stages' Beam counters.
     """
-    pipeline, export = construct(jobs, run)
+    from tf_bigexport.pipeline.preflight import preflight
+
+    options, resolved = build_options(run if isinstance(run, RunOptions) else parse_run_options(run))
+    checked = preflight(jobs, resolved)
+    outcomes = list(checked.done)
+    if checked.to_run:
+        outcomes += _run_pipeline(checked.to_run, resolved, options, counters)
+    if not resolved.work_dir_given and not is_uri(resolved.work_dir):
+        _tidy_work_dir(resolved, outcomes)
+    return sorted(outcomes, key=lambda o: o["model_name"])
+
+
+def _run_pipeline(jobs: Sequence[JobSpec], run: ResolvedRun, options: Any,
+                  counters: dict[str, int] | None) -> list[dict[str, Any]]:
+    attempt = uuid.uuid4().hex[:12]  # outcomes of an earlier attempt of this run id may sit in the same dir
+    pipeline, _ = construct(jobs, run, options, attempt=attempt)
     start = time.monotonic()
-    progress("export started", jobs=len(jobs), run_id=export.run_id, work_dir=export.work_dir)
+    progress("export started", jobs=len(jobs), run_id=run.run_id, work_dir=run.work_dir)
     result = pipeline.run()
     result.wait_until_finish()
     totals = stage_counters(result)
     if counters is not None:
         counters.update(totals)
-    progress("export counters", **totals)
-    outcomes = read_outcomes(export.outcomes_dir)
+    names = {j.name for j in jobs}
+    outcomes = [o for o in read_outcomes(run.outcomes_dir) if o.get("attempt") == attempt and o["model_name"] in names]
     progress("export finished", seconds=f"{time.monotonic() - start:.1f}",
              published=sum(o["status"] == "published" for o in outcomes),
-             failed=sum(o["status"] != "published" for o in outcomes))
-    if not export.work_dir_given and not is_uri(export.work_dir):
-        # Scratch we created ourselves: published models no longer need it, failed ones are reported.
-        shutil.rmtree(export.work_dir, ignore_errors=True)
+             failed=sum(o["status"] != "published" for o in outcomes), **totals)
     # A job with no outcome at all would be a bug in the graph; report it rather than pass silently.
     seen = {o["model_name"] for o in outcomes}
     outcomes += [{"model_name": j.name, "status": "failed", "stage": "unknown",
@@ -77,11 +92,22 @@ def run_export(jobs: Sequence[JobSpec], run: RunOptions | Sequence[str] = RunOpt
     return outcomes
 
 
+def _tidy_work_dir(run: ResolvedRun, outcomes: list[dict[str, Any]]) -> None:
+    """Scratch we created ourselves: gone once every job published; else kept, so a rerun resumes."""
+    if all(o["status"] == "published" for o in outcomes):
+        shutil.rmtree(run.work_dir, ignore_errors=True)
+    elif os.path.isdir(run.work_dir):
+        logging.getLogger("tf_bigexport").warning(
+            "kept %s for the jobs that did not publish: rerun with --run_id %s to resume from what they saved",
+            run.work_dir, run.run_id)
+
+
 def run_command(args) -> int:
     """`run --jobs FILE [--registry URI] [beam options]`: exit 1 if any job failed, 2 on a bad jobs file."""
     import sys
 
     from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
+    from tf_bigexport.pipeline.preflight import PreflightError
     from tf_bigexport.pipeline.summary import format_summary
 
     try:
@@ -89,9 +115,11 @@ def run_command(args) -> int:
     except JobsFileError as e:
         print(e, file=sys.stderr)
         return ExitCode.USAGE
-    logs.import_tensorflow(args.verbose)  # quietly, once the jobs file is known to be good
     try:
         outcomes = run_export(jobs, args.run_options)
+    except PreflightError as e:
+        print(e, file=sys.stderr)
+        return ExitCode.USAGE
     except ValueError as e:  # bad pipeline options, named by Beam or by us
         print(f"run: {e}", file=sys.stderr)
         return ExitCode.USAGE

@@ -1,6 +1,6 @@
 """The Beam graph of an export run, as one composite transform.
 
-    jobs --> ReadJobs --> Trace --> SaveImageFormat --> Fingerprint
+    jobs --> ReadJobs --> TraceAndSave (own process) --> Fingerprint
          --> Stage --> Verify --> Commit --> outcomes
     (every stage also emits failures; they are flattened into the outcomes)
 """
@@ -16,16 +16,17 @@ from tf_bigexport.pipeline.jobs import JobSpec, resolve_sample_inputs
 from tf_bigexport.transforms.commit import Commit
 from tf_bigexport.transforms.elements import ExportState, ExportTask, InputSpec, SignatureTask, StageFailure
 from tf_bigexport.transforms.fingerprint import Fingerprint
-from tf_bigexport.transforms.save import SaveImageFormat
 from tf_bigexport.transforms.stage import Stage
 from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
-from tf_bigexport.transforms.trace import Trace
+from tf_bigexport.transforms.trace_and_save import TraceAndSave
 from tf_bigexport.transforms.verify import Verify
 
 
 def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict | None = None,
-            registration: dict | None = None) -> ExportTask:
-    """The stages' view of a job: sample inputs read into arrays, a run-stable job key."""
+            registration: dict | None = None, python_path: Sequence[str] = (),
+            launch_dir: str | None = None) -> ExportTask:
+    """The stages' view of a job: sample arrays, a run-stable job key, where its factory is imported from."""
+    first = tuple(dict.fromkeys([*([job.base_dir] if job.base_dir else []), *python_path]))
     return ExportTask(
         model_name=job.name,
         job_key=f"{job.name}.{run_id}",
@@ -45,70 +46,64 @@ def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict 
         storage_options=dict(storage_options or {}),
         release_extras={"job_spec_sha256": job.spec_sha256, "job_spec": dict(job.raw), "tags": dict(job.tags)},
         registration=dict(registration or {}),
+        python_path=first,
+        launch_dir=launch_dir,
+        trace_timeout=job.trace_timeout,
     )
 
 
 class _ReadJob(StageDoFn):
     stage = "read"
 
-    def __init__(self, work_root: str, run_id: str, storage_options: dict, registration: dict) -> None:
+    def __init__(self, task_settings: dict[str, Any]) -> None:
         super().__init__()
-        self._work_root = work_root
-        self._run_id = run_id
-        self._storage_options = storage_options
-        self._registration = registration
+        self._settings = task_settings
 
     def model_name(self, job: JobSpec) -> str:
         return job.name
 
     def run(self, job: JobSpec) -> Iterable[ExportTask]:
-        yield to_task(job, work_root=self._work_root, run_id=self._run_id, storage_options=self._storage_options,
-                      registration=self._registration)
+        yield to_task(job, **self._settings)
 
 
 class ReadJobs(beam.PTransform):
-    """Validated job specs -> ExportTasks, spread so that jobs can run in parallel."""
+    """Validated job specs -> ExportTasks, spread so that jobs can run in parallel.
 
-    def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                 storage_options: dict | None = None, registration: dict | None = None) -> None:
+    ``task_settings`` are to_task's keyword arguments (work_root, run_id, ...).
+    """
+
+    def __init__(self, jobs: Sequence[JobSpec], **task_settings: Any) -> None:
         super().__init__()
         self._jobs = list(jobs)
-        self._work_root = work_root
-        self._run_id = run_id
-        self._storage_options = dict(storage_options or {})
-        self._registration = dict(registration or {})
+        self._settings = task_settings
 
     def expand(self, pbegin):
         jobs = pbegin | "JobSpecs" >> beam.Create(self._jobs) | "SpreadJobs" >> beam.Reshuffle()
-        return apply_stage(jobs, "ToExportTask", _ReadJob(self._work_root, self._run_id, self._storage_options,
-                                                          self._registration))
+        return apply_stage(jobs, "ToExportTask", _ReadJob(self._settings))
 
 
 class ExportModels(beam.PTransform):
     """Job specs in, per-job outcomes out (published ExportStates, StageFailures)."""
 
-    def __init__(self, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                 storage_options: dict | None = None, registration: dict | None = None) -> None:
+    def __init__(self, jobs: Sequence[JobSpec], **task_settings: Any) -> None:
         super().__init__()
-        self._read_jobs = ReadJobs(jobs, work_root=work_root, run_id=run_id,
-                                   storage_options=storage_options, registration=registration)
+        self._read_jobs = ReadJobs(jobs, **task_settings)
 
     def expand(self, pbegin):
         tasks, read_failed = pbegin | "ReadJobs" >> self._read_jobs
-        traced, trace_failed = tasks | "Trace" >> Trace()
-        saved, save_failed = traced | "SaveImageFormat" >> SaveImageFormat()
+        saved, save_failed = tasks | "TraceAndSave" >> TraceAndSave()
         fingerprinted, fingerprint_failed = saved | "Fingerprint" >> Fingerprint()
         staged, stage_failed = fingerprinted | "Stage" >> Stage()
         verified, verify_failed = staged | "Verify" >> Verify()
         published, commit_failed = verified | "Commit" >> Commit()
-        failures = ((read_failed, trace_failed, save_failed, fingerprint_failed, stage_failed,
-                     verify_failed, commit_failed) | "AllFailures" >> beam.Flatten())
+        failures = ((read_failed, save_failed, fingerprint_failed, stage_failed, verify_failed, commit_failed)
+                    | "AllFailures" >> beam.Flatten())
         return published, failures
 
 
 # ---- outcomes -------------------------------------------------------------------
 
-def _shown_registration(registration) -> dict[str, Any]:
+def shown_registration(registration) -> dict[str, Any]:
     import dataclasses
 
     from tf_bigexport.registries import RegistrationConfig
@@ -136,17 +131,18 @@ def outcome_of(element: ExportState | StageFailure) -> dict[str, Any]:
         "fingerprint": dict(element.fingerprint),
         "seconds": dict(element.seconds),
         "registrations": [dict(r) for r in element.registrations],
-        "registration": _shown_registration(element.task.registration),
+        "registration": shown_registration(element.task.registration),
     }
 
 
 class _WriteOutcome(beam.DoFn):
-    def __init__(self, outcomes_dir: str) -> None:
+    def __init__(self, outcomes_dir: str, attempt: str) -> None:
         super().__init__()
         self._dir = outcomes_dir
+        self._attempt = attempt
 
     def process(self, outcome: dict[str, Any]):
-        write_outcome(self._dir, outcome)
+        write_outcome(self._dir, {**outcome, "attempt": self._attempt})
         yield outcome["model_name"]
 
 
@@ -159,24 +155,24 @@ def write_outcome(outcomes_dir: str, outcome: dict[str, Any]) -> None:
 
 
 class WriteOutcomes(beam.PTransform):
-    """(published, failures) -> one JSON file per job under outcomes_dir."""
+    """(published, failures) -> one JSON file per job under outcomes_dir, tagged with ``attempt``."""
 
-    def __init__(self, outcomes_dir: str) -> None:
+    def __init__(self, outcomes_dir: str, attempt: str = "") -> None:
         super().__init__()
         self._dir = outcomes_dir
+        self._attempt = attempt
 
     def expand(self, results):
         published, failures = results
         return ((published, failures)
                 | "AllOutcomes" >> beam.Flatten()
                 | "ToJson" >> beam.Map(outcome_of)
-                | "WriteOutcomeFiles" >> beam.ParDo(_WriteOutcome(self._dir)))
+                | "WriteOutcomeFiles" >> beam.ParDo(_WriteOutcome(self._dir, self._attempt)))
 
 
-def build_graph(pipeline: beam.Pipeline, jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                outcomes_dir: str, storage_options: dict | None = None, registration: dict | None = None) -> None:
-    """Applies the whole export to ``pipeline`` (does not run it)."""
+def build_graph(pipeline: beam.Pipeline, jobs: Sequence[JobSpec], *, outcomes_dir: str, attempt: str = "",
+                **task_settings: Any) -> None:
+    """Applies the whole export to ``pipeline`` (does not run it); ``task_settings`` as for to_task."""
     _ = (pipeline
-         | "ExportModels" >> ExportModels(jobs, work_root=work_root, run_id=run_id, storage_options=storage_options,
-                                          registration=registration)
-         | "WriteOutcomes" >> WriteOutcomes(outcomes_dir))
+         | "ExportModels" >> ExportModels(jobs, **task_settings)
+         | "WriteOutcomes" >> WriteOutcomes(outcomes_dir, attempt))

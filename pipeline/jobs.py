@@ -25,6 +25,7 @@ A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
         version: next                 # "next" | integer >= 1 | "timestamp"
         registry: gs://other/models   # optional; else the file's registry, else --registry
         tags: {team: vision}          # optional string labels stored in the release record
+        trace_timeout: 3600           # seconds the factory, tracing and golden outputs may take (default 1 h)
 
 Relative paths (checkpoint, .npy/.npz) are resolved against the jobs file's directory.
 Every error names the file, the job and the field, e.g.
@@ -48,6 +49,7 @@ from tf_bigexport.pipeline.jobs_reader import JobsReadError, read_document
 from tf_bigexport.pipeline.sample_inputs import SampleProblems, load_samples
 from tf_bigexport.storage import is_uri, uri_problem
 from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
+from tf_bigexport.transforms.elements import DEFAULT_TRACE_TIMEOUT
 
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
 DEFAULT_MAX_SHARD_SIZE = 1 << 30
@@ -59,6 +61,7 @@ DEFAULT_METHOD = "__call__"
 # when large constants are the only reason to split, image otherwise.
 FORMATS = ("auto", "servable", "image")
 DEFAULT_FORMAT = "auto"
+MAX_TRACE_TIMEOUT = 7 * 24 * 3600
 
 DTYPES = frozenset({
     "float16", "bfloat16", "float32", "float64", "half", "float", "double",
@@ -76,7 +79,8 @@ _FACTORY = re.compile(rf"(?=.{{1,256}}\Z){_DOTTED}:{_DOTTED}", re.ASCII | re.DOT
 
 _TOP_FIELDS = {"jobs", "registry"}
 _JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
-               "split_threshold", "max_shard_size", "format", "version", "registry", "tags"}
+               "split_threshold", "max_shard_size", "format", "version", "registry", "tags",
+               "trace_timeout"}
 _SPEC_FIELDS = {"name", "dtype", "shape"}
 _SIGNATURE_FIELDS = {"method", "inputs"}
 _GENERATE_FIELDS = {"seed", "batch"}
@@ -133,6 +137,7 @@ class JobSpec:
     version: str = "next"
     registry: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    trace_timeout: float = DEFAULT_TRACE_TIMEOUT
     source: str = "<jobs>"
     # The jobs file's directory: relative paths and factory modules are looked up there.
     base_dir: str | None = None
@@ -161,11 +166,11 @@ class _Problems:
         self.lines: list[str] = []
 
     def add(self, job: str | None, field: str | None, reason: str) -> None:
-        where = self.source + ":"
+        where = self.source
         if job is not None:
-            where += f" job {job!r}"
+            where += f": job {job!r}"
         if field:
-            where += f" field {field!r}"
+            where += f" field {field!r}" if job is not None else f": field {field!r}"
         self.lines.append(f"{where}: {reason}")
 
 
@@ -265,6 +270,12 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     if saved_format not in FORMATS:
         problems.add(label, "format", f"must be one of {', '.join(FORMATS)}, got {saved_format!r}"
                                       f"{_suggest(saved_format, FORMATS)}")
+    trace_timeout = raw.get("trace_timeout", DEFAULT_TRACE_TIMEOUT)
+    if not isinstance(trace_timeout, (int, float)) or isinstance(trace_timeout, bool) \
+            or not 0 < trace_timeout <= MAX_TRACE_TIMEOUT:
+        problems.add(label, "trace_timeout", f"must be a number of seconds in (0, {MAX_TRACE_TIMEOUT}], "
+                                             f"got {trace_timeout!r}")
+        trace_timeout = DEFAULT_TRACE_TIMEOUT
 
     registry = raw.get("registry", default_registry)
     if registry is None:
@@ -290,7 +301,7 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     job = JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
                   signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
                   max_shard_size=max_shard_size, format=saved_format, version=version, registry=registry, tags=tags,
-                  source=source, base_dir=base_dir, raw=dict(raw))
+                  trace_timeout=float(trace_timeout), source=source, base_dir=base_dir, raw=dict(raw))
     arrays = {}
     for key in sample_inputs:
         try:

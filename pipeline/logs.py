@@ -6,26 +6,101 @@ import logging
 import os
 import sys
 
+from tf_bigexport.transforms.job_progress import CONSOLE_PID_ENV
+
 LOGGER_NAME = "tf_bigexport"
+# Where Beam's runner logs what worker processes logged (one record per worker record).
+WORKER_LOG_LOGGER = "apache_beam.runners.portability.local_job_service"
 
 
 def configure(verbose: bool = False) -> None:
-    """Call before TensorFlow is imported: its C++ log level is read once, at import."""
+    """Call before TensorFlow is imported: its C++ log level is read once, at import.
+
+    Our lines (job progress, failures) go to stderr; other libraries' only
+    when they warn, everything with --verbose. Lines our stages log in Beam
+    worker processes (--direct_running_mode multi_processing) reach this
+    process through Beam's logging service; they are shown as if logged here.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
-    handler = logging.StreamHandler(sys.stderr)
+    os.environ[CONSOLE_PID_ENV] = str(os.getpid())  # job_progress draws live lines only in this process
+    handler = _ConsoleHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(_ShownRecords(verbose))
     handler._tf_bigexport = True  # type: ignore[attr-defined]
     root = logging.getLogger()
     # Replace only our own handler, so embedding code (and pytest) keep theirs.
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_tf_bigexport", False)] + [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(logging.INFO)  # forwarded worker lines arrive on the root logger; the filter picks
     logging.getLogger(LOGGER_NAME).setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("apache_beam", "tensorflow", "absl", "h5py", "urllib3", "google", "gcsfs", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger(WORKER_LOG_LOGGER).setLevel(logging.INFO)  # the filter picks our lines out
     if not verbose:
         with contextlib.suppress(ImportError):
             import absl.logging
             absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """stderr, printed above the live job lines when job_progress draws them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tf_bigexport.transforms import job_progress
+        board = job_progress.board()
+        if board is None:
+            super().emit(record)
+            return
+        try:
+            board.print_above(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must not raise
+            self.handleError(record)
+
+
+class _ShownRecords(logging.Filter):
+    """Ours always; others' warnings (everything with --verbose); Beam worker entries unwrapped."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self._verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        entry = _worker_entry_text(record)
+        if entry is not None:
+            return self._worker_entry(record, entry)
+        if record.name.split(".")[0] == LOGGER_NAME:
+            return True
+        return self._verbose or record.levelno >= logging.WARNING  # storage's own INFO lines too
+
+    def _worker_entry(self, record: logging.LogRecord, text: str) -> bool:
+        """A Beam worker's LogEntry, logged as text by the runner: show its message if it is one of
+        our lines or an error (Beam's own worker warnings, e.g. about its internal flags, are noise)."""
+        from apache_beam.portability.api import beam_fn_api_pb2
+        from google.protobuf import text_format
+        entry = beam_fn_api_pb2.LogEntry()
+        try:
+            text_format.Parse(text, entry)
+        except text_format.ParseError:
+            return self._verbose
+        ours = _is_our_code(entry.log_location.rpartition(":")[0])
+        if not (ours or self._verbose or record.levelno >= logging.ERROR):
+            return False
+        record.msg, record.args = entry.message, ()
+        return True
+
+
+def _worker_entry_text(record: logging.LogRecord) -> str | None:
+    """The LogEntry text of a record Beam's runner logged for a worker process, else None."""
+    if record.name == WORKER_LOG_LOGGER and record.msg == "Worker: %s" and record.args:
+        return str(record.args[0])  # multi_processing: local_job_service's logging service
+    if record.name == "root" and isinstance(record.msg, str) and record.msg.startswith("severity:"):
+        return record.msg  # the portable runner's basic logging service
+    return None
+
+
+def _is_our_code(path: str) -> bool:
+    from tf_bigexport import pipeline, transforms
+    roots = [os.path.abspath(p) for m in (pipeline, transforms) for p in m.__path__]  # storage: warnings only
+    return any(os.path.abspath(path).startswith(root + os.sep) for root in roots)
 
 
 @contextlib.contextmanager

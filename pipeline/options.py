@@ -97,6 +97,12 @@ class ResolvedRun:
     registration: dict
     python_path: tuple[str, ...]
     runner: str
+    launch_dir: str  # the current directory at launch: searched last for job factories
+
+    def task_settings(self) -> dict[str, Any]:
+        """graph.to_task's keyword arguments for this run."""
+        return {"work_root": self.work_dir, "run_id": self.run_id, "storage_options": self.storage_options,
+                "registration": self.registration, "python_path": self.python_path, "launch_dir": self.launch_dir}
 
 
 def add_run_options(parser) -> None:
@@ -232,7 +238,8 @@ def build_options(run: RunOptions) -> tuple[Any, ResolvedRun]:
         work_dir=work_dir, run_id=run_id, outcomes_dir=outcomes_dir or os.path.join(work_dir, "outcomes"),
         work_dir_given=run.work_dir is not None, storage_options=storage_options_from(run.storage_options),
         registration=run.registration(), python_path=tuple(os.path.abspath(p) for p in run.python_path),
-        runner=standard.runner if isinstance(standard.runner, str) else type(standard.runner).__name__)
+        runner=standard.runner if isinstance(standard.runner, str) else type(standard.runner).__name__,
+        launch_dir=os.getcwd())
     return options, resolved
 
 

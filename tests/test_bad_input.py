@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hostile_testkit import report, tiny_job, write_jobs
+from hostile_testkit import TESTS, report, tiny_job, write_jobs
 from tf_bigexport.pipeline import cli
 from tf_bigexport.storage import Registry, StorageError, VersionPolicy, build_manifest
 from storage_testkit import make_export, read_tree
@@ -92,13 +92,11 @@ def read_only_directory(path: Path):
         subprocess.run(["umount", str(path)], check=True)
 
 
-def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path, s3_emulator):
-    from emulators import free_port, s3_storage_options
+def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path):
     from tf_bigexport.pipeline.export import run_export
     from tf_bigexport.pipeline.jobs import parse_jobs
 
     registry = tmp_path / "reg"
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     x_int = {"serving_default": [{"name": "x", "dtype": "int32", "shape": [None, 4]}]}
     x_wide = {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 5]}]}
     expected = {
@@ -108,28 +106,17 @@ def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path, s3_emulat
         "raises": ("trace", "field 'factory': 'hostile_models:raises_while_building' raised RuntimeError: "
                             "checkpoint shards are missing", ""),
         "returns-none": ("trace", "factory 'hostile_models:returns_nothing' returned NoneType", ""),
-        "no-import": ("trace", "factory 'hostile_models_missing:build': cannot import module "
-                               "'hostile_models_missing'", ""),
-        "unreachable": ("stage", "s3://registry/unreachable", "Could not connect to the endpoint URL"),
-        "read-only": ("stage", "read-only", "Read-only file system" if os.geteuid() == 0 else "Permission denied"),
     }
-    with read_only_directory(tmp_path / "read-only") as read_only:
-        jobs = [
-            tiny_job("good"),
-            tiny_job("dtype", signatures=x_int, sample_inputs={}),
-            tiny_job("shape", signatures=x_wide, sample_inputs={}),
-            tiny_job("raises", factory="hostile_models:raises_while_building", factory_kwargs={}),
-            tiny_job("returns-none", factory="hostile_models:returns_nothing", factory_kwargs={}),
-            tiny_job("no-import", factory="hostile_models_missing:build", factory_kwargs={}),
-            # one registry the endpoint never answers for, one we may not write to
-            tiny_job("unreachable", registry="s3://registry/unreachable"),
-            tiny_job("read-only", registry=str(read_only / "reg")),
-        ]
-        specs = parse_jobs({"registry": str(registry), "jobs": jobs}, source="jobs.yaml")
-        outcomes = {o["model_name"]: o for o in run_export(specs, [
-            "--work_dir", str(tmp_path / "work"),
-            "--storage_options", json.dumps(s3_storage_options(closed))])}
-        assert os.listdir(read_only) == []
+    jobs = [
+        tiny_job("good"),
+        tiny_job("dtype", signatures=x_int, sample_inputs={}),
+        tiny_job("shape", signatures=x_wide, sample_inputs={}),
+        tiny_job("raises", factory="hostile_models:raises_while_building", factory_kwargs={}),
+        tiny_job("returns-none", factory="hostile_models:returns_nothing", factory_kwargs={}),
+    ]
+    specs = parse_jobs({"registry": str(registry), "jobs": jobs}, source="jobs.yaml")
+    outcomes = {o["model_name"]: o for o in run_export(specs, [
+        "--work_dir", str(tmp_path / "work"), "--python_path", str(TESTS)])}
 
     assert outcomes["good"]["status"] == "published", outcomes["good"]
     for name, (stage, message, detail) in expected.items():
@@ -141,8 +128,39 @@ def test_failing_jobs_name_job_and_field_and_publish_nothing(tmp_path, s3_emulat
     assert sorted(p.name for p in registry.iterdir()) == [".staging", "good"]
     assert list((registry / ".staging").iterdir()) == []
     assert Registry(str(registry)).verify_version("good", 1) == []
-    report("bad_jobs", {"jobs_rejected": len(expected), "published_by_rejected_jobs": 0,
-                        "schema_cases": len(WRONG_TYPES) + 4})
+    report("bad_jobs", {"jobs_rejected": len(expected) + 3, "published_by_rejected_jobs": 0,
+                        "schema_cases": len(WRONG_TYPES) + 5})
+
+
+def test_preflight_refuses_jobs_that_cannot_publish_before_any_work(tmp_path, s3_emulator, capsys):
+    """An unreachable or read-only registry and a factory that is nowhere: exit 2, nothing built or written."""
+    from emulators import free_port, s3_storage_options
+
+    registry = tmp_path / "reg"
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with read_only_directory(tmp_path / "read-only") as read_only:
+        jobs = write_jobs(tmp_path / "jobs.json", [
+            tiny_job("good"),
+            tiny_job("no-import", factory="hostile_models_missing:build", factory_kwargs={}),
+            # one registry the endpoint never answers for, one we may not write to
+            tiny_job("unreachable", registry="s3://registry/unreachable"),
+            tiny_job("read-only", registry=str(read_only / "reg")),
+        ], registry=str(registry))
+        code = cli.main(["run", "--jobs", str(jobs), "--work_dir", str(tmp_path / "work"),
+                         "--python_path", str(TESTS), "--storage_options", json.dumps(s3_storage_options(closed))])
+        assert os.listdir(read_only) == []
+    assert code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("preflight:")]
+    assert len(lines) == 3, err
+    assert "preflight: job 'no-import': field 'factory': factory 'hostile_models_missing:build': no module named " \
+           f"'hostile_models_missing' (looked in {tmp_path}, {TESTS}, the installed packages, " in err
+    assert "preflight: job 'unreachable': registry s3://registry/unreachable: not reachable or not writable" in err
+    assert "Could not connect to the endpoint URL" in err
+    read_only_error = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+    assert f"preflight: job 'read-only': registry {read_only}/reg: not reachable or not writable" in err
+    assert read_only_error in err
+    assert not registry.exists() and not (tmp_path / "work").exists()  # not even the good job started
 
 
 # ---- export directories: never follow links out, never upload what is outside ---------

@@ -92,9 +92,10 @@ def test_permanent_error_fails_the_publish_and_leaves_no_version(gcs_emulator, t
 # ---- process death ----------------------------------------------------------------------
 
 # Log lines the kill follows (after a seeded random 0-0.3 s), taken in turn: inside save, upload,
-# verification and, twice as often, the commit (claim, copy, marker, record, index, cleanup).
-KILL_POINTS = [("commit", "started"), ("stage", "started"), ("commit", "done"), ("save", "started"),
-               ("commit", "started"), ("verify", "started")]
+# verification and, twice, the commit (claim, copy, marker, record, index, cleanup). In pipeline
+# order: once an attempt of the run id got past its commit, reruns have nothing left to do.
+KILL_POINTS = [("save", "started"), ("stage", "started"), ("verify", "started"), ("commit", "started"),
+               ("commit", "started"), ("commit", "done")]
 
 
 def _run_killed(command: list[str], env: dict, seed: int) -> tuple[str, float]:
@@ -106,8 +107,10 @@ def _run_killed(command: list[str], env: dict, seed: int) -> tuple[str, float]:
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     killed = False
+    seen = []
     try:
         for line in proc.stderr:
+            seen.append(line)
             if trigger in line:
                 time.sleep(delay)
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -118,6 +121,9 @@ def _run_killed(command: list[str], env: dict, seed: int) -> tuple[str, float]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+    if not killed and any("already published version" in line for line in seen):
+        # An earlier attempt of this run id got past its commit: the rerun does no work (nothing to kill).
+        return "already published", 0.0
     assert killed, f"seed {seed}: never reached {trigger}"
     return trigger, delay
 
@@ -140,7 +146,8 @@ def test_killed_pipeline_never_shows_an_incomplete_version_and_rerun_converges(g
     options = json.dumps(gcs_emulator.storage_options)
 
     def command(run_id: str) -> list[str]:
-        return pipeline_command("run", "--jobs", str(jobs), "--storage_options", options, "--run_id", run_id)
+        # -v: every stage's start is logged as it happens (the kill points below follow those lines)
+        return pipeline_command("-v", "run", "--jobs", str(jobs), "--storage_options", options, "--run_id", run_id)
 
     crash = f"crash-{prefix}"  # one run id for every killed attempt and the rerun: they resume each other
     base = subprocess.run(command(f"base-{prefix}"), env=env, capture_output=True, text=True, timeout=300)

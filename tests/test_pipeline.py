@@ -16,6 +16,7 @@ from tf_bigexport.pipeline.jobs import parse_jobs
 from tf_bigexport.pipeline.summary import format_summary
 
 SPLIT_KWARGS = {"count": 4, "size": 128, "seed": 7}  # 4 x 64 KiB constants
+TESTS = os.path.dirname(os.path.abspath(__file__))  # factories of these tests: --python_path
 
 
 def broken_model():
@@ -48,7 +49,8 @@ def exported(gcs_emulator, tmp_path_factory):
     jobs = parse_jobs(jobs_document(registry), source="jobs.yaml")
     work = tmp_path_factory.mktemp("work")
     counters: dict[str, int] = {}
-    outcomes = run_export(jobs, ["--storage_options", json.dumps(options), "--work_dir", str(work)], counters)
+    outcomes = run_export(jobs, ["--storage_options", json.dumps(options), "--work_dir", str(work),
+                                 "--python_path", TESTS], counters)
     return {"registry": registry, "options": options, "work": work, "counters": counters,
             "outcomes": {o["model_name"]: o for o in outcomes}}
 
@@ -159,34 +161,55 @@ def test_verify_then_detects_a_corrupted_chunk(exported, monkeypatch, capsys):
 
 def test_stages_are_idempotent_when_retried(tmp_path):
     from tf_bigexport.pipeline.graph import to_task
-    from tf_bigexport.transforms import commit, fingerprint, save, stage, trace, verify
+    from tf_bigexport.transforms import commit, fingerprint, save_receipt, stage, verify
+    from tf_bigexport.transforms.trace_and_save import trace_and_save
     [job] = parse_jobs({"registry": str(tmp_path / "reg"), "jobs": [jobs_document("")["jobs"][1]]})
     task = to_task(job, work_root=str(tmp_path / "work"), run_id="retry")
-    traced, state = trace.trace(task)
-    saved = save.save(state, traced)
-    saved_again = save.save(state, traced)  # a retried bundle: same place, nothing left behind
-    assert saved_again.saved_dir == saved.saved_dir
-    # no temporary directory left; the stamp says which job the complete save belongs to
-    assert sorted(os.listdir(task.work_dir)) == ["saved_model", "saved_model.golden.npz", "saved_model.job"]
-    state = fingerprint.fingerprint(saved_again)
-    state = stage.stage(state)
+    saved = fingerprint.fingerprint(trace_and_save(task))
+    assert saved.reused is None and saved.tensorflow_version
+    # no temporary directory or request left; the receipt says which job the save belongs to
+    assert sorted(os.listdir(task.work_dir)) == ["saved_model", "saved_model.golden.npz", "saved_model.receipt.json",
+                                                 "trace_and_save.log"]
+    again = trace_and_save(task)  # a retried bundle: the checked save is reused, no new process
+    assert again.reused == "saved" and again.saved_dir == saved.saved_dir
+    assert again.manifest.by_path() == saved.manifest.by_path() and again.golden_npz == saved.golden_npz
+    state = stage.stage(fingerprint.fingerprint(again))
     assert stage.stage(state).staging_uri == state.staging_uri
     state = verify.verify(state)
+    assert save_receipt.read(task.work_dir).verified
+    assert trace_and_save(task).reused == "verified"
     first = commit.commit(state)
     second = commit.commit(state)
     assert first.version == second.version == 1
     assert first.release_record == second.release_record
+    assert not os.path.exists(task.work_dir)  # published: the job's scratch is gone
+
+
+def test_a_changed_save_is_not_reused(tmp_path):
+    """Work-dir contents are checked against the receipt, not trusted."""
+    from tf_bigexport.pipeline.graph import to_task
+    from tf_bigexport.transforms import fingerprint
+    from tf_bigexport.transforms.trace_and_save import trace_and_save
+    [job] = parse_jobs({"registry": str(tmp_path / "reg"), "jobs": [jobs_document("")["jobs"][1]]})
+    task = to_task(job, work_root=str(tmp_path / "work"), run_id="tamper")
+    first = fingerprint.fingerprint(trace_and_save(task))
+    shard = next(e.path for e in first.manifest.files if e.path.startswith("variables/variables.data"))
+    with open(os.path.join(first.saved_dir, shard), "r+b") as f:
+        f.write(b"\xff")  # same size, other bytes
+    redone = trace_and_save(task)
+    assert redone.reused is None  # traced and saved again, in a fresh process
+    assert fingerprint.fingerprint(redone).manifest.by_path()[shard].size == first.manifest.by_path()[shard].size
 
 
 def test_verification_rejects_changed_golden_outputs(tmp_path):
     import dataclasses
 
     from tf_bigexport.pipeline.graph import to_task
-    from tf_bigexport.transforms import fingerprint, save, stage, trace, verify
+    from tf_bigexport.transforms import fingerprint, stage, trace, verify
+    from tf_bigexport.transforms.trace_and_save import trace_and_save
     [job] = parse_jobs({"registry": str(tmp_path / "reg"), "jobs": [jobs_document("")["jobs"][1]]})
     task = to_task(job, work_root=str(tmp_path / "work"), run_id="golden")
-    traced, state = trace.trace(task)
-    state = stage.stage(fingerprint.fingerprint(save.save(state, traced)))
+    state = stage.stage(fingerprint.fingerprint(trace_and_save(task)))
     golden = trace.npz_to_arrays(state.golden_npz)
     golden["serving_default/features"] = golden["serving_default/features"] + 1e-3
     tampered = dataclasses.replace(state, golden_npz=trace.arrays_to_npz(golden))
@@ -203,7 +226,7 @@ def test_graph_reads_like_the_data_flow():
     pipeline, _ = construct(jobs, ["--work_dir", "/tmp/unused"])
     proto = pipeline.to_runner_api()
     labels = {t.unique_name for t in proto.components.transforms.values()}
-    stages = ["ReadJobs", "Trace", "SaveImageFormat", "Fingerprint", "Stage", "Verify", "Commit"]
+    stages = ["ReadJobs", "TraceAndSave", "Fingerprint", "Stage", "Verify", "Commit"]
     for name in stages:
         assert f"ExportModels/{name}" in labels
     assert "ExportModels/Verify/ChecksumStagedObject" in labels
@@ -215,18 +238,18 @@ def test_graph_reads_like_the_data_flow():
 
 def test_constructs_for_dataflow_without_submitting():
     from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
-    from tf_bigexport.pipeline.options import ExportOptions, project_setup_file
+    from tf_bigexport.pipeline.options import project_setup_file
     jobs = parse_jobs(jobs_document("gs://bucket/models"), source="jobs.yaml")
     # --dry_run: Beam's own switch that skips the GCS checks needing credentials and network.
     pipeline, export = construct(jobs, ["--runner", "DataflowRunner", "--project", "dummy-project",
                                         "--region", "us-central1", "--temp_location", "gs://dummy-bucket/tmp",
-                                        "--dry_run", "True"])
+                                        "--", "--dry_run", "True"])
     options = pipeline.options
     assert options.view_as(StandardOptions).runner == "DataflowRunner"
     assert type(pipeline.runner).__name__ == "DataflowRunner"
     assert options.view_as(SetupOptions).setup_file == project_setup_file()
     assert export.outcomes_dir.startswith("gs://dummy-bucket/tmp/tf-bigexport/")
-    assert options.view_as(ExportOptions).run_id in export.outcomes_dir
+    assert export.run_id in export.outcomes_dir
     assert pipeline.to_runner_api().components.transforms  # the graph serializes for submission
 
 
@@ -292,6 +315,7 @@ def test_checkpoint_is_restored_before_tracing(tmp_path):
 
     from tf_bigexport.pipeline.demo_models import vocabulary_module
     from tf_bigexport.transforms import trace
+    from tf_bigexport.transforms.trace_and_save import trace_and_save
     trained = vocabulary_module()
     trained.weight.assign(4.0)
     prefix = tf.train.Checkpoint(model=trained).write(str(tmp_path / "ckpt" / "model"))
@@ -300,7 +324,7 @@ def test_checkpoint_is_restored_before_tracing(tmp_path):
                      signatures={"score": {"method": "score", "inputs": [
                          {"name": "tokens", "dtype": "string", "shape": [None, None]}]}},
                      sample_inputs={"score": {"tokens": [["token1", "token2", "nope"]]}})
-    _, state = trace.trace(task)
+    state = trace_and_save(task)
     assert trace.npz_to_arrays(state.golden_npz)["score/score"].tolist() == [8.0]  # 2 known tokens x 4.0
 
 
@@ -310,9 +334,11 @@ def test_checkpoint_is_restored_before_tracing(tmp_path):
     ("no_such_package.models:build", "cannot import module 'no_such_package.models'"),
 ])
 def test_bad_factories_fail_with_the_reason(tmp_path, factory, message):
-    from tf_bigexport.transforms import trace
-    with pytest.raises((TypeError, AttributeError, ImportError), match=message):
-        trace.trace(_task_for(tmp_path, factory=factory))
+    from tf_bigexport.transforms.child_process import ChildFailed
+    from tf_bigexport.transforms.trace_and_save import trace_and_save
+    with pytest.raises(ChildFailed, match=message) as info:
+        trace_and_save(_task_for(tmp_path, factory=factory))
+    assert info.value.stage == "trace"
 
 
 @pytest.mark.slow

@@ -7,28 +7,31 @@ never overwrites a published version.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from typing import Any, Iterable
 
 import apache_beam as beam
 
+from tf_bigexport.transforms import job_progress
 from tf_bigexport.transforms.elements import ExportState
-from tf_bigexport.transforms.save import SAVED_MODEL_DIRNAME
 from tf_bigexport.transforms.stage_dofn import RegistryStageDoFn, apply_stage, counter
 
 
 def release_info(state: ExportState) -> dict[str, Any]:
-    import tensorflow as tf
     info = {
         "fingerprint": dict(state.fingerprint),
         "signatures": dict(state.signatures),
-        "tensorflow_version": tf.__version__,
+        "tensorflow_version": state.tensorflow_version or _tensorflow_version(),
         **dict(state.loading),
     }
     info.update(state.task.release_extras)
     return info
+
+
+def _tensorflow_version() -> str:
+    import tensorflow as tf
+    return tf.__version__
 
 
 def commit(state: ExportState, registry: Any = None) -> ExportState:
@@ -43,9 +46,9 @@ def commit(state: ExportState, registry: Any = None) -> ExportState:
     if record is None:
         version = publication.claim(storage.VersionPolicy.parse(task.version_policy))
         record = publication.commit(version, release_info(state))
-    # The published copy is the one that counts now; staging and the local scratch copy can go.
+    # The published copy is the one that counts now; staging and the job's local scratch can go.
     publication.clean()
-    shutil.rmtree(os.path.join(task.work_dir, SAVED_MODEL_DIRNAME), ignore_errors=True)
+    shutil.rmtree(task.work_dir, ignore_errors=True)
     registrations = register(record, registry, task.registration)
     return state.advance("commit", time.monotonic() - start, version=record.version,
                          release_record=record.to_dict(), registrations=registrations)
@@ -68,6 +71,7 @@ class _CommitVersion(RegistryStageDoFn):
     def run(self, state: ExportState) -> Iterable[ExportState]:
         committed = commit(state, self.registries.of(state.task))
         self._published.inc(len(committed.manifest.files))
+        job_progress.current().outcome = f"published version {committed.version} ({committed.release_record.get('uri')})"
         yield committed
 
 

@@ -11,6 +11,9 @@ import numpy as np
 # tolerance (numpy.allclose semantics); integer, bool and string outputs must be equal.
 FLOAT_RTOL = 1e-5
 FLOAT_ATOL = 1e-6
+# Building, tracing and computing golden outputs must end within this many
+# seconds unless the job sets its own trace_timeout (docs/jobs.md).
+DEFAULT_TRACE_TIMEOUT = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,11 @@ class ExportTask:
     release_extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # registries.RegistrationConfig fields (e.g. mlflow_tracking_uri); the JSON index is always on.
     registration: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Where the factory is imported from: these first (the jobs file's directory, --python_path),
+    # then the installed packages, then launch_dir (the directory the run started in).
+    python_path: tuple[str, ...] = ()
+    launch_dir: str | None = None
+    trace_timeout: float = DEFAULT_TRACE_TIMEOUT
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -72,6 +80,9 @@ class ExportState:
     release_record: Mapping[str, Any] | None = None
     registrations: tuple[Mapping[str, Any], ...] = ()  # tf_bigexport.registries.RegistrationResult dicts
     seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)  # stage -> wall time
+    tensorflow_version: str | None = None  # of the process that saved the model
+    # A rerun's save taken over from an earlier attempt: "saved", or "verified" if it also passed the reload check.
+    reused: str | None = None
 
     def registry(self) -> Any:
         return open_registry(self.task)

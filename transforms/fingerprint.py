@@ -26,11 +26,15 @@ def read_or_write_fingerprint(saved_dir: str) -> dict[str, Any]:
 
 
 def fingerprint(state: ExportState) -> ExportState:
-    """Records fingerprint.pb's values; Verify recomputes them from the staged bytes."""
+    """Records fingerprint.pb's values (read where the model was saved) and the manifest; Verify
+    recomputes both from the staged bytes. The manifest also goes into the save's receipt, which is
+    what lets a rerun reuse this save."""
     from tf_bigexport import storage
+    from tf_bigexport.transforms import save_receipt
     start = time.monotonic()
-    recorded = read_or_write_fingerprint(state.saved_dir)
-    manifest = storage.build_manifest(state.saved_dir)
+    recorded = dict(state.fingerprint) or read_or_write_fingerprint(state.saved_dir)
+    manifest = state.manifest or storage.build_manifest(state.saved_dir)
+    save_receipt.update(state.task.work_dir, manifest=manifest.to_list())
     return state.advance("fingerprint", time.monotonic() - start, fingerprint=recorded, manifest=manifest)
 
 

@@ -1,16 +1,18 @@
 """Reload a staged SavedModel in a fresh process and compare with golden outputs.
 
-Run as ``python -m tf_bigexport.transforms.reload_check MODEL_DIR INPUTS_NPZ GOLDEN_NPZ``;
-prints one JSON object: {"problems": [...], "fingerprint": {...}}. A fresh
-interpreter proves the model loads from its bytes alone, with nothing left
-over from the process that built it.
+The Verify stage runs ``child_main`` through child_process.run_child (phases
+reported as it goes); by hand: ``python -m tf_bigexport.transforms.reload_check
+MODEL_DIR INPUTS_NPZ GOLDEN_NPZ`` prints one JSON object
+{"problems": [...], "fingerprint": {...}}. A fresh interpreter proves the
+model loads from its bytes alone, with nothing left over from the process
+that built it.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,7 +35,9 @@ def compare_outputs(name: str, golden: np.ndarray, actual: np.ndarray) -> str | 
     return None
 
 
-def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
+def check(model_dir: str, inputs_npz: str, golden_npz: str,
+          phase: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    phase("starting TensorFlow")
     import tensorflow as tf
 
     from tf_bigexport import imageformat
@@ -45,6 +49,7 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
         golden = {k: npz[k] for k in npz.files}
 
     problems = []
+    phase("loading the model")
     loaded = imageformat.load(model_dir)
     by_signature: dict[str, dict[str, np.ndarray]] = {}
     for key, value in inputs.items():
@@ -54,6 +59,7 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
         if signature not in loaded.signatures:
             problems.append(f"signature {signature!r} missing after reload (has {sorted(loaded.signatures)})")
             continue
+        phase(f"calling {signature}")
         outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in feeds.items()})
         expected_names = {k.partition("/")[2] for k in golden if k.startswith(signature + "/")}
         if set(outputs) != expected_names:
@@ -62,7 +68,26 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str) -> dict[str, Any]:
             problem = compare_outputs(f"{signature}/{name}", golden[f"{signature}/{name}"], outputs[name].numpy())
             if problem:
                 problems.append(problem)
+    del loaded
+    phase("recomputing the fingerprint")
     return {"problems": problems, "fingerprint": fingerprint_dict(compute_fingerprint_bytes(model_dir))}
+
+
+def child_main(argv: list[str]) -> int:
+    """The Verify stage's entry (child_process.run_child): MODEL_DIR INPUTS_NPZ GOLDEN_NPZ."""
+    from tf_bigexport.transforms.child_process import Reporter, exit_with_parent
+    from tf_bigexport.transforms.errors import describe
+    exit_with_parent()
+    reporter = Reporter()
+    try:
+        result = check(*argv, phase=lambda text: reporter.phase(text, "verify"))
+    except Exception as e:  # reported as a verification problem by the parent
+        import traceback
+        traceback.print_exc()
+        reporter.send(error=f"reloading the staged model failed: {describe(e)}", stage="verify")
+        return 1
+    reporter.send(result=result)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

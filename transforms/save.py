@@ -1,11 +1,12 @@
-"""Stage 2, Save: write the traced model as a SavedModel into the job's local
-work directory, in the job's format (servable: large constants in the
-checkpoint and a plain saved_model.pb; image: the image format).
+"""Saving: write the traced model as a SavedModel into the job's local work
+directory, in the job's format (servable: large constants in the checkpoint
+and a plain saved_model.pb; image: the image format).
 
 The proto is split into chunks below the job's split_threshold and the
 checkpoint into shards below max_shard_size. Like Beam's WriteToFiles, it
 writes into a fresh temporary directory and renames it into place, so a
-retried bundle never sees a half-written model.
+retried bundle never sees a half-written model. This runs in the process
+that holds the model (trace_and_save_child.py).
 """
 from __future__ import annotations
 
@@ -13,31 +14,21 @@ import contextlib
 import logging
 import os
 import shutil
-import time
 import uuid
-from typing import Callable, Iterable, Iterator, TextIO
-
-import apache_beam as beam
+from typing import Any, Callable, Iterator, TextIO
 
 from tf_bigexport.local_files import write_file
 from tf_bigexport.savedmodel_files import PROGRAM_FILES
 from tf_bigexport.storage.progress import Progress
-
-from tf_bigexport.transforms import trace as trace_stage
-from tf_bigexport.transforms.elements import ExportState
-from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage, counter
-
-SAVED_MODEL_DIRNAME = "saved_model"
-# Next to it: which job (key and spec hash) the completed save belongs to.
-SAVED_STAMP = "saved_model.job"
-SAVED_GOLDEN = "saved_model.golden.npz"
+from tf_bigexport.transforms.elements import ExportTask
+from tf_bigexport.transforms.save_receipt import GOLDEN, SAVED_MODEL_DIRNAME, saved_dir
 
 
-def proto_file_of(saved_dir: str) -> str:
+def proto_file_of(directory: str) -> str:
     for name in PROGRAM_FILES:
-        if os.path.exists(os.path.join(saved_dir, name)):
+        if os.path.exists(os.path.join(directory, name)):
             return name
-    raise FileNotFoundError(f"{saved_dir}: no saved_model.pb or saved_model.cpb was written")
+    raise FileNotFoundError(f"{directory}: no saved_model.pb or saved_model.cpb was written")
 
 
 def count_chunks(cpb_path: str) -> int:
@@ -49,8 +40,8 @@ def count_chunks(cpb_path: str) -> int:
     return len(metadata.chunks)
 
 
-def count_shards(saved_dir: str) -> int:
-    variables = os.path.join(saved_dir, "variables")
+def count_shards(directory: str) -> int:
+    variables = os.path.join(directory, "variables")
     if not os.path.isdir(variables):
         return 0
     return sum(1 for name in os.listdir(variables) if name.startswith("variables.data-"))
@@ -73,38 +64,32 @@ def save_progress(label: str, stream: TextIO | None = None) -> Iterator[Callable
     progress.close()  # not on failure: the error says what happened
 
 
-def _completed_save_of(final_dir: str, stamp_path: str, stamp: str) -> bool:
-    """True if this job (same key and spec) already saved here, e.g. before its process was killed.
+def save_model(task: ExportTask, traced: Any, golden_npz: bytes,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Writes <work_dir>/saved_model and the golden outputs beside it; returns what the save produced.
 
-    Reusing it matters: TensorFlow's saves are not byte-reproducible, and a
-    commit cut short after its marker can only be finished with the same bytes.
+    ``progress(bytes_written, expected_total)`` is called as the program file is written.
     """
-    try:
-        with open(stamp_path, encoding="utf-8") as f:
-            return f.read() == stamp and os.path.isdir(final_dir)
-    except OSError:
-        return False
-
-
-def _save_into(final_dir: str, stamp_path: str, stamp: str, task, traced, golden_path: str,
-               golden_npz: bytes) -> None:
     import tensorflow as tf
 
+    os.makedirs(task.work_dir, exist_ok=True)
+    final_dir = saved_dir(task.work_dir)
     temp_dir = os.path.join(task.work_dir, f".{SAVED_MODEL_DIRNAME}.tmp-{uuid.uuid4().hex[:12]}")
     options = tf.saved_model.SaveOptions(
         experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(task.max_shard_size))
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(stamp_path)
-        with save_progress(f"save {os.path.join(final_dir, 'saved_model')}") as progress:
-            save_in_format(task, traced, temp_dir, options, progress)
+        save_in_format(task, traced, temp_dir, options, progress)
         if os.path.exists(final_dir):
             shutil.rmtree(final_dir)
         os.replace(temp_dir, final_dir)
-        write_file(golden_path, golden_npz)
-        write_file(stamp_path, stamp.encode("utf-8"))  # only a complete save gets a stamp
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
+    write_file(os.path.join(task.work_dir, GOLDEN), golden_npz)
+    proto_file = proto_file_of(final_dir)
+    chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
+    from tf_bigexport.imageformat import loadability
+    return {"saved_dir": final_dir, "proto_file": proto_file, "chunks": chunks, "shards": count_shards(final_dir),
+            "saved_bytes": directory_size(final_dir), "loading": loadability.describe(final_dir).to_dict()}
 
 
 def save_in_format(task, traced, export_dir: str, options, progress) -> None:
@@ -131,50 +116,3 @@ def save_in_format(task, traced, export_dir: str, options, progress) -> None:
             shutil.rmtree(export_dir, ignore_errors=True)
             write()
 
-
-def save(state: ExportState, traced: "trace_stage.TracedModel") -> ExportState:
-    """Saves ``traced`` for ``state.task``; returns the state with the local saved dir."""
-    start = time.monotonic()
-    task = state.task
-    os.makedirs(task.work_dir, exist_ok=True)
-    final_dir = os.path.join(task.work_dir, SAVED_MODEL_DIRNAME)
-    stamp_path = os.path.join(task.work_dir, SAVED_STAMP)
-    stamp = f"{task.job_key} {task.release_extras.get('job_spec_sha256', '')}\n"
-    golden_path = os.path.join(task.work_dir, SAVED_GOLDEN)
-    if _completed_save_of(final_dir, stamp_path, stamp):
-        # The golden outputs of the trace that produced these bytes (a factory may not be seeded).
-        with open(golden_path, "rb") as f:
-            state = state.advance("save", 0.0, golden_npz=f.read())
-    else:
-        _save_into(final_dir, stamp_path, stamp, task, traced, golden_path, state.golden_npz)
-
-    from tf_bigexport.imageformat import loadability
-    proto_file = proto_file_of(final_dir)
-    chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
-    return state.advance("save", time.monotonic() - start, saved_dir=final_dir, proto_file=proto_file,
-                         saved_bytes=directory_size(final_dir), chunks=chunks, shards=count_shards(final_dir),
-                         loading=loadability.describe(final_dir).to_dict())
-
-
-class _SaveImageFormat(StageDoFn):
-    stage = "save"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bytes = counter("bytes_written")
-        self._chunks = counter("chunks")
-        self._shards = counter("shards")
-
-    def run(self, state: ExportState) -> Iterable[ExportState]:
-        saved = save(state, trace_stage.take_traced(state.task))
-        self._bytes.inc(saved.saved_bytes)
-        self._chunks.inc(saved.chunks)
-        self._shards.inc(saved.shards)
-        yield saved
-
-
-class SaveImageFormat(beam.PTransform):
-    """ExportState (traced) -> ExportState with a local saved dir; returns (ok, failed)."""
-
-    def expand(self, traced):
-        return apply_stage(traced, "WriteSavedModel", _SaveImageFormat())

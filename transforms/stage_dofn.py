@@ -6,7 +6,6 @@ output and goes no further; the other jobs carry on.
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from typing import Any, Iterable
 
@@ -14,6 +13,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from tf_bigexport.transforms.elements import ExportState, ExportTask, Registries, StageFailure
+from tf_bigexport.transforms.errors import describe
+from tf_bigexport.transforms.job_progress import stage_progress
 
 FAILED = "failed"
 METRICS_NAMESPACE = "tf_bigexport"
@@ -35,16 +36,6 @@ def model_name_of(element: Any) -> str:
     return "<unknown>"
 
 
-def describe(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # Keep the message whole when short; long TensorFlow errors keep their first and
-    # last lines (the last says what went wrong after "in user code:" and a stack).
-    if len(text) > 600:
-        text = lines[0][:600] + (" ... " + lines[-1][:600] if len(lines) > 1 else " ...")
-    return f"{type(error).__name__}: {text}"
-
-
 class StageDoFn(beam.DoFn):
     """Subclasses set ``stage`` and implement ``run(element) -> Iterable``."""
     stage = "stage"
@@ -61,17 +52,16 @@ class StageDoFn(beam.DoFn):
 
     def process(self, element: Any) -> Iterable[Any]:
         name = self.model_name(element)
-        start = time.monotonic()
-        log.info("job=%s stage=%s status=started", name, self.stage)
         try:
-            outputs = list(self.run(element))
+            # Reports the stage's progress and its end (job_progress: a live line or sparse log lines).
+            with stage_progress(name, self.stage, describe):
+                outputs = list(self.run(element))
         except Exception as e:  # a job's failure must not stop the other jobs
             self._failures.inc()
-            log.warning("job=%s stage=%s status=failed error=%s", name, self.stage, describe(e))
             log.debug("job=%s stage=%s traceback:\n%s", name, self.stage, traceback.format_exc())
-            yield pvalue.TaggedOutput(FAILED, StageFailure(name, self.stage, describe(e)))
+            stage = getattr(e, "stage", None) or self.stage  # a combined stage says which part failed
+            yield pvalue.TaggedOutput(FAILED, StageFailure(name, stage, describe(e)))
             return
-        log.info("job=%s stage=%s status=done seconds=%.1f", name, self.stage, time.monotonic() - start)
         yield from outputs
 
 

@@ -1,24 +1,19 @@
-"""Stage 1, Trace: build the model from its factory, trace the declared
-signatures, and compute golden outputs for the sample inputs.
+"""Tracing: build the model from its factory, trace the declared signatures,
+and compute golden outputs for the sample inputs.
 
-The traced model cannot travel as a Beam element, so it stays in a
-process-local table keyed by the job key; the Save stage (fused with this
-one) takes it from there, and traces again if a retry moved it elsewhere.
+These run in the process that holds the model (trace_and_save_child.py);
+the Beam stage around them is trace_and_save.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
-import threading
-import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Mapping
 
-import apache_beam as beam
 import numpy as np
 
-from tf_bigexport.transforms.elements import ExportState, ExportTask, SignatureTask
-from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
+from tf_bigexport.transforms.elements import ExportTask, SignatureTask
+from tf_bigexport.transforms.factories import import_factory
 
 
 @dataclasses.dataclass
@@ -27,34 +22,13 @@ class TracedModel:
     functions: dict[str, Any]  # signature key -> tf ConcreteFunction
 
 
-_live_models: dict[str, TracedModel] = {}
-_live_lock = threading.Lock()
-
-
 class FactoryError(RuntimeError):
     """The job's factory raised while building the model."""
 
 
-def import_factory(reference: str) -> Callable[..., Any]:
-    """Resolves "package.module:function" (the function may be a dotted attribute path)."""
-    module_name, _, attr_path = reference.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ImportError(f"factory {reference!r}: cannot import module {module_name!r}: {e}") from e
-    for part in attr_path.split("."):
-        if not hasattr(target, part):
-            raise AttributeError(f"factory {reference!r}: {target.__name__ if hasattr(target, '__name__') else target!r} "
-                                 f"has no attribute {part!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise TypeError(f"factory {reference!r} is not callable")
-    return target
-
-
 def build_model(task: ExportTask) -> Any:
     import tensorflow as tf
-    factory = import_factory(task.factory)
+    factory = import_factory(task.factory, task.python_path, task.launch_dir)
     try:
         model = factory(**dict(task.factory_kwargs))
     except Exception as e:  # the factory is user code: say which field led there
@@ -159,42 +133,3 @@ def arrays_to_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
 def npz_to_arrays(data: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
-
-
-def trace(task: ExportTask) -> tuple[TracedModel, ExportState]:
-    """The whole stage as a plain function (the DoFn and the benchmark call this)."""
-    start = time.monotonic()
-    traced = trace_model(task)
-    golden = golden_outputs(task, traced)
-    state = ExportState(task=task).advance("trace", time.monotonic() - start,
-                                           signatures=signature_summary(task, traced),
-                                           golden_npz=arrays_to_npz(golden))
-    return traced, state
-
-
-def remember(task: ExportTask, traced: TracedModel) -> None:
-    with _live_lock:
-        _live_models[task.job_key] = traced
-
-
-def take_traced(task: ExportTask) -> TracedModel:
-    """The model traced earlier in this process, or a fresh trace (Beam may retry elsewhere)."""
-    with _live_lock:
-        traced = _live_models.pop(task.job_key, None)
-    return traced if traced is not None else trace_model(task)
-
-
-class _TraceModel(StageDoFn):
-    stage = "trace"
-
-    def run(self, task: ExportTask) -> Iterable[ExportState]:
-        traced, state = trace(task)
-        remember(task, traced)
-        yield state
-
-
-class Trace(beam.PTransform):
-    """ExportTask -> ExportState with signatures and golden outputs; returns (ok, failed)."""
-
-    def expand(self, tasks):
-        return apply_stage(tasks, "TraceModel", _TraceModel())

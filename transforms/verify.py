@@ -13,22 +13,23 @@ fingerprint recomputed from those bytes equals the one recorded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any, Iterable
 
 import apache_beam as beam
 
-from tf_bigexport.transforms import trace as trace_stage
 from tf_bigexport.imageformat.fingerprints import fingerprint_mismatches
+from tf_bigexport.storage.progress import routed_to
+from tf_bigexport.transforms import job_progress, save_receipt
+from tf_bigexport.transforms import trace as trace_stage
+from tf_bigexport.transforms.child_process import ChildFailed, run_child
 from tf_bigexport.transforms.elements import ExportState, Registries
 from tf_bigexport.transforms.stage_dofn import RegistryStageDoFn, apply_stage, counter, describe, log
 
 RELOAD_TIMEOUT_SECONDS = 3600
+RELOAD_ENTRY = "tf_bigexport.transforms.reload_check:child_main"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +61,28 @@ class _CheckStagedObject(beam.DoFn):
         try:
             publication = self.registries.of(item).publication(item.model_name, job_key,
                                                                storage.Manifest(files=[item.entry]))
-            yield job_key, [str(m) for m in publication.verify()]
+            # One file of many: the job's verify stage reports the whole (no line per file).
+            with routed_to(lambda progress: None):
+                problems = [str(m) for m in publication.verify()]
+            yield job_key, problems
         except Exception as e:  # reported with the job, not as a crashed bundle
             yield job_key, [f"{item.entry.path}: cannot verify: {describe(e)}"]
 
 
 def reload_and_compare(state: ExportState) -> list[str]:
-    """Problems found by reloading the staged model in a subprocess (empty list: all good)."""
+    """Problems found by reloading the staged model in a fresh process (empty list: all good)."""
     from tf_bigexport import storage
+    progress = job_progress.current()
+
+    def on_event(event: dict) -> None:
+        if "phase" in event:
+            progress.phase(str(event["phase"]))
+
+    def deadline(stage: str, seconds: float) -> str | None:
+        return f"the reload check took longer than {RELOAD_TIMEOUT_SECONDS} s" \
+            if seconds > RELOAD_TIMEOUT_SECONDS else None
+
+    progress.phase("fetching the staged model")
     with tempfile.TemporaryDirectory(prefix="tf-bigexport-verify-") as scratch, \
             storage.local_directory(state.staging_uri, dict(state.task.storage_options),
                                     [e.path for e in state.manifest.files]) as model_dir:
@@ -79,16 +94,25 @@ def reload_and_compare(state: ExportState) -> list[str]:
             f.write(trace_stage.arrays_to_npz(inputs))
         with open(golden_path, "wb") as f:
             f.write(state.golden_npz)
-        env = dict(os.environ)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        proc = subprocess.run([sys.executable, "-m", "tf_bigexport.transforms.reload_check", model_dir, inputs_path, golden_path],
-                              capture_output=True, text=True, env=env, timeout=RELOAD_TIMEOUT_SECONDS)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        return [f"reloading the staged model failed (exit {proc.returncode}): {tail}"]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        try:
+            result = run_child(RELOAD_ENTRY, [model_dir, inputs_path, golden_path],
+                               log_path=os.path.join(scratch, "reload_check.log"), default_stage="verify",
+                               on_event=on_event, deadline=deadline)
+        except ChildFailed as e:
+            return [str(e)]
     problems = list(result["problems"])
     problems += [f"fingerprint {p}" for p in fingerprint_mismatches(state.fingerprint, result["fingerprint"])]
+    return problems
+
+
+def reload_unless_verified_before(state: ExportState) -> list[str]:
+    """The reload check, skipped for a reused save that passed it on exactly these (re-checked) bytes."""
+    if state.reused == "verified":
+        log.info("job=%s reload check passed before on these files; not repeated", state.task.model_name)
+        return []
+    problems = reload_and_compare(state)
+    if not problems and state.saved_dir:
+        save_receipt.update(state.task.work_dir, verified=True)
     return problems
 
 
@@ -122,7 +146,7 @@ class VerificationFailed(Exception):
 def judge(state: ExportState, problems: list[str], registry: Any, start: float, failures: Any = None) -> ExportState:
     """Both forms of the stage end here: staged checksum problems, else the reload check.
     Bytes that fail are never published, so their staging is dropped."""
-    problems = problems or reload_and_compare(state)
+    problems = problems or reload_unless_verified_before(state)
     if problems:
         if failures is not None:
             failures.inc(len(problems))

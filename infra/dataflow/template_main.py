@@ -31,6 +31,8 @@ def main(argv: list[str]) -> int:
     from tf_bigexport.pipeline.exit_codes import ExitCode
     from tf_bigexport.pipeline.export import construct
     from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
+    from tf_bigexport.pipeline.options import build_options
+    from tf_bigexport.pipeline.preflight import PreflightError, preflight
 
     try:
         args = cli.parse_args(["run", *argv], beam_options_anywhere=True)
@@ -43,9 +45,19 @@ def main(argv: list[str]) -> int:
         except JobsFileError as e:
             print(e, file=sys.stderr)
             return ExitCode.USAGE
-    pipeline, export = construct(jobs, args.run_options)
+    options, run = build_options(args.run_options)
+    try:
+        checked = preflight(jobs, run)  # from the launcher: registries reachable, versions free
+    except PreflightError as e:
+        print(e, file=sys.stderr)
+        return ExitCode.USAGE
+    for outcome in checked.done:
+        print(f"job {outcome['model_name']!r}: version {outcome['version']} already published by run {run.run_id}")
+    if not checked.to_run:
+        return ExitCode.OK
+    pipeline, _ = construct(checked.to_run, run, options)
     pipeline.run()  # submitted; the launcher must not wait for the job to finish
-    print(f"submitted run {export.run_id}; outcomes: {export.outcomes_dir}")
+    print(f"submitted run {run.run_id}; outcomes: {run.outcomes_dir}")
     return ExitCode.OK
 
 
