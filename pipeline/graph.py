@@ -34,7 +34,8 @@ def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict 
         factory_kwargs=dict(job.factory_kwargs),
         checkpoint=job.checkpoint,
         signatures=tuple(SignatureTask(key=s.key, method=s.method,
-                                       inputs=tuple(InputSpec(i.name, i.dtype, i.shape) for i in s.inputs))
+                                       inputs=tuple(InputSpec(i.name, i.dtype, i.shape) for i in s.inputs),
+                                       inputs_as=s.inputs_as)
                          for s in job.signatures),
         sample_inputs={key: resolve_sample_inputs(job, key) for key in job.sample_inputs},
         split_threshold=job.split_threshold,

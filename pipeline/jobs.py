@@ -11,10 +11,11 @@ A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
         signatures:                   # required, signature key -> list of TensorSpecs
           serving_default:            #   (the model's __call__ is traced) ...
             - {name: images, dtype: float32, shape: [null, 96, 96, 3]}
-          classify:                   # ... or {method, inputs} to trace another method
+          classify:                   # ... or {method, inputs[, inputs_as]} to trace another method
             method: classify
             inputs:
               - {name: images, dtype: float32, shape: [null, 96, 96, 3]}
+            inputs_as: auto           # auto (as the model takes them) | positional | list | dict
         sample_inputs:                # optional, signature key -> one of:
           serving_default: {generate: {seed: 0, batch: 2}}   # seeded random values
           classify: samples/cls.npz                          # .npz whose keys are the input names
@@ -82,7 +83,8 @@ _JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", 
                "split_threshold", "max_shard_size", "format", "version", "registry", "tags",
                "trace_timeout"}
 _SPEC_FIELDS = {"name", "dtype", "shape"}
-_SIGNATURE_FIELDS = {"method", "inputs"}
+_SIGNATURE_FIELDS = {"method", "inputs", "inputs_as"}
+INPUTS_AS = ("auto", "positional", "list", "dict")
 _GENERATE_FIELDS = {"seed", "batch"}
 
 
@@ -106,6 +108,7 @@ class SignatureDecl:
     key: str
     method: str
     inputs: tuple[TensorSpecDecl, ...]
+    inputs_as: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +327,7 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
             problems.add(label, field, "signature keys must be 1-128 of [A-Za-z0-9_.-], starting with a letter or _")
             continue
         method = DEFAULT_METHOD
+        inputs_as = "auto"
         specs_field = field
         if isinstance(body, Mapping):
             for extra in sorted(set(body) - _SIGNATURE_FIELDS, key=str):
@@ -332,6 +336,11 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
             if not isinstance(method, str) or not (method == DEFAULT_METHOD or _IDENTIFIER.fullmatch(method)):
                 problems.add(label, f"{field}.method", f"must be a method name, got {method!r}")
                 method = DEFAULT_METHOD
+            inputs_as = body.get("inputs_as", "auto")
+            if inputs_as not in INPUTS_AS:
+                problems.add(label, f"{field}.inputs_as", f"must be one of {', '.join(INPUTS_AS)}, got "
+                                                          f"{inputs_as!r}{_suggest(inputs_as, INPUTS_AS)}")
+                inputs_as = "auto"
             specs_field = f"{field}.inputs"
             body = body.get("inputs")
         if not isinstance(body, list):
@@ -342,7 +351,7 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
         for dup in sorted({n for n in names if names.count(n) > 1}):
             problems.add(label, specs_field, f"input name {dup!r} appears more than once")
         if all(s is not None for s in specs):
-            out.append(SignatureDecl(key=key, method=method, inputs=tuple(specs)))
+            out.append(SignatureDecl(key=key, method=method, inputs=tuple(specs), inputs_as=inputs_as))
     return tuple(out)
 
 

@@ -28,6 +28,7 @@ class SignatureTask:
     key: str
     method: str  # the model method traced for this signature
     inputs: tuple[InputSpec, ...]
+    inputs_as: str = "auto"  # "positional" | "list" | "dict", or "auto": as the model takes them (trace.py)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

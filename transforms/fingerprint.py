@@ -3,26 +3,14 @@ the storage manifest (sizes and checksums of every file). The fingerprint
 itself is the format library's (imageformat.fingerprints)."""
 from __future__ import annotations
 
-import os
 import time
-from typing import Any, Iterable
+from typing import Iterable
 
 import apache_beam as beam
 
-from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict
-from tf_bigexport.local_files import write_file
-from tf_bigexport.savedmodel_files import FINGERPRINT_PB
 from tf_bigexport.transforms.elements import ExportState
+from tf_bigexport.transforms.save import read_or_write_fingerprint
 from tf_bigexport.transforms.stage_dofn import StageDoFn, apply_stage
-
-
-def read_or_write_fingerprint(saved_dir: str) -> dict[str, Any]:
-    """The fingerprint.pb written at save time; created here if the save did not write one."""
-    path = os.path.join(saved_dir, FINGERPRINT_PB)
-    if not os.path.exists(path):
-        write_file(path, compute_fingerprint_bytes(saved_dir, trusted=True))  # this job's own save
-    with open(path, "rb") as f:
-        return fingerprint_dict(f.read(), name=path)
 
 
 def fingerprint(state: ExportState) -> ExportState:

@@ -18,7 +18,7 @@ import uuid
 from typing import Any, Callable, Iterator, TextIO
 
 from tf_bigexport.local_files import write_file
-from tf_bigexport.savedmodel_files import PROGRAM_FILES
+from tf_bigexport.savedmodel_files import FINGERPRINT_PB, PROGRAM_FILES
 from tf_bigexport.storage.progress import Progress
 from tf_bigexport.transforms.elements import ExportTask
 from tf_bigexport.transforms.save_receipt import GOLDEN, SAVED_MODEL_DIRNAME, saved_dir
@@ -29,6 +29,16 @@ def proto_file_of(directory: str) -> str:
         if os.path.exists(os.path.join(directory, name)):
             return name
     raise FileNotFoundError(f"{directory}: no saved_model.pb or saved_model.cpb was written")
+
+
+def read_or_write_fingerprint(saved_dir: str) -> dict[str, Any]:
+    """The fingerprint.pb written at save time; created here if the save did not write one."""
+    from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict
+    path = os.path.join(saved_dir, FINGERPRINT_PB)
+    if not os.path.exists(path):
+        write_file(path, compute_fingerprint_bytes(saved_dir, trusted=True))  # this job's own save
+    with open(path, "rb") as f:
+        return fingerprint_dict(f.read(), name=path)
 
 
 def count_chunks(cpb_path: str) -> int:

@@ -16,10 +16,17 @@ from tf_bigexport.transforms.elements import ExportTask, SignatureTask
 from tf_bigexport.transforms.factories import import_factory
 
 
+# How a signature's inputs reach the traced method: f(a, b), f([a, b]) or f({"a": a, "b": b}).
+POSITIONAL, LIST, DICT = "positional", "list", "dict"
+INPUT_CONVENTIONS = (POSITIONAL, LIST, DICT)
+
+
 @dataclasses.dataclass
 class TracedModel:
     model: Any
     functions: dict[str, Any]  # signature key -> tf ConcreteFunction
+    conventions: dict[str, str] = dataclasses.field(default_factory=dict)  # signature key -> how inputs are passed
+    endpoints: dict[str, Any] = dataclasses.field(default_factory=dict)  # signature key -> its tf.function
 
 
 class FactoryError(RuntimeError):
@@ -33,6 +40,9 @@ def build_model(task: ExportTask) -> Any:
         model = factory(**dict(task.factory_kwargs))
     except Exception as e:  # the factory is user code: say which field led there
         raise FactoryError(f"field 'factory': {task.factory!r} raised {type(e).__name__}: {e}") from e
+    # keras.export.ExportArchive: its endpoints and variables live on a trackable it saves.
+    if type(model).__name__.endswith("ExportArchive") and hasattr(model, "_tf_trackable"):
+        model = model._tf_trackable  # pylint: disable=protected-access
     # Keras 3 models are not tf.Modules but are trackable, which is what saving needs.
     if not isinstance(model, (tf.Module, tf.__internal__.tracking.AutoTrackable)):
         raise TypeError(f"factory {task.factory!r} returned {type(model).__name__}, "
@@ -45,31 +55,81 @@ def build_model(task: ExportTask) -> Any:
     return model
 
 
-def trace_signature(model: Any, signature: SignatureTask) -> Any:
-    """The concrete function for one declared signature (inputs passed positionally)."""
-    import tensorflow as tf
+def target_of(model: Any, signature: SignatureTask) -> Any:
     if signature.method == "__call__":
-        method = model
-    else:
-        method = getattr(model, signature.method, None)
-        if method is None or not callable(method):
-            raise AttributeError(f"signature {signature.key!r}: model {type(model).__name__} "
-                                 f"has no method {signature.method!r}")
+        return model
+    method = getattr(model, signature.method, None)
+    if method is None or not callable(method):
+        raise AttributeError(f"signature {signature.key!r}: model {type(model).__name__} "
+                             f"has no method {signature.method!r}")
+    return method
+
+
+def _input_structure(model: Any, method: Any, signature: SignatureTask) -> Any:
+    """The structure the traced method takes its inputs in, when it says: a Keras functional model's
+    (a dict of named inputs, or a list), or that of a tf.function whose input signature is one dict or
+    list (e.g. a keras.export.ExportArchive endpoint); else None."""
+    if signature.method == "__call__" and getattr(model, "_inputs_struct", None) is not None:
+        return model._inputs_struct  # pylint: disable=protected-access
+    declared = getattr(method, "input_signature", None)
+    return declared[0] if declared is not None and len(declared) == 1 else None
+
+
+def input_convention(model: Any, method: Any, signature: SignatureTask) -> str:
+    """How to pass the declared inputs: as the job declares (inputs_as), else as the method takes them."""
+    if signature.inputs_as in INPUT_CONVENTIONS:
+        return signature.inputs_as
+    structure = _input_structure(model, method, signature)
+    if isinstance(structure, Mapping):
+        return DICT
+    if isinstance(structure, (list, tuple)) and len(structure) > 1:
+        return LIST
+    return POSITIONAL
+
+
+def trace_signature(model: Any, signature: SignatureTask) -> tuple[Any, Any, str]:
+    """(tf.function, its concrete function, input convention) for one declared signature."""
+    import tensorflow as tf
+    method = target_of(model, signature)
+    convention = input_convention(model, method, signature)
     specs = [tf.TensorSpec(shape=list(s.shape), dtype=tf.as_dtype(s.dtype), name=s.name)
              for s in signature.inputs]
-    function = tf.function(lambda *args: method(*args), input_signature=specs)
+    names = [s.name for s in signature.inputs]
+    if convention == DICT:
+        structure = _input_structure(model, method, signature)
+        expected = sorted(structure) if isinstance(structure, Mapping) else None
+        if expected is not None and expected != sorted(names):
+            raise ValueError(f"field 'signatures.{signature.key}': the model's {signature.method} takes inputs "
+                             f"named {expected}, the jobs file declares {sorted(names)}")
+        # As keras.Model.export does: one argument, the dict of inputs; the signature's input keys are its keys.
+        function = tf.function(lambda inputs: method(inputs), input_signature=[dict(zip(names, specs))])
+    elif convention == LIST:
+        function = tf.function(lambda inputs: method(list(inputs)), input_signature=[specs])
+    else:
+        function = tf.function(lambda *args: method(*args), input_signature=specs)
     try:
-        return function.get_concrete_function()
+        return function, function.get_concrete_function(), convention
     except (TypeError, ValueError) as e:
         # TensorFlow's message starts with "in user code:" and a stack; the reason is its last line.
         declared = ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in signature.inputs)
+        how = "" if convention == POSITIONAL else f" (passed as a {convention})"
         message = (f"field 'signatures.{signature.key}': the model's {signature.method} does not accept "
-                   f"the declared inputs ({declared}): {last_line(e)}")
+                   f"the declared inputs ({declared}){how}: {last_line(e)}")
         try:
             clearer = type(e)(message)
         except Exception:  # noqa: BLE001 - a subclass with another constructor
             clearer = ValueError(message)
         raise clearer from e
+
+
+def add_serve_endpoint(traced: "TracedModel", task: ExportTask) -> None:
+    """Give a Keras model the `serve` endpoint keras.Model.export() gives it (its serving_default call),
+    so `loaded.serve(inputs)` works as on a Keras export; only if the model has no `serve` of its own."""
+    serving = next((s for s in task.signatures if s.key == "serving_default" and s.method == "__call__"), None)
+    model = traced.model
+    if serving is None or not hasattr(model, "_inputs_struct") or hasattr(model, "serve"):
+        return
+    model.serve = traced.endpoints[serving.key]
 
 
 def last_line(error: BaseException) -> str:
@@ -78,8 +138,18 @@ def last_line(error: BaseException) -> str:
 
 
 def trace_model(task: ExportTask) -> TracedModel:
-    model = build_model(task)
-    return TracedModel(model=model, functions={s.key: trace_signature(model, s) for s in task.signatures})
+    return trace_signatures(build_model(task), task)
+
+
+def trace_signatures(model: Any, task: ExportTask) -> TracedModel:
+    traced = TracedModel(model=model, functions={})
+    for signature in task.signatures:
+        endpoint, concrete, convention = trace_signature(model, signature)
+        traced.endpoints[signature.key] = endpoint
+        traced.functions[signature.key] = concrete
+        traced.conventions[signature.key] = convention
+    add_serve_endpoint(traced, task)
+    return traced
 
 
 def named_outputs(outputs: Any) -> dict[str, Any]:
@@ -105,10 +175,17 @@ def signature_summary(task: ExportTask, traced: TracedModel) -> dict[str, Any]:
     return summary
 
 
-def call_signature(function: Any, signature: SignatureTask, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def call_signature(function: Any, signature: SignatureTask, inputs: Mapping[str, np.ndarray],
+                   convention: str = POSITIONAL) -> dict[str, np.ndarray]:
     import tensorflow as tf
     args = [tf.constant(inputs[s.name], dtype=tf.as_dtype(s.dtype)) for s in signature.inputs]
-    return {name: value.numpy() for name, value in named_outputs(function(*args)).items()}
+    if convention == DICT:
+        outputs = function(dict(zip((s.name for s in signature.inputs), args)))
+    elif convention == LIST:
+        outputs = function(args)
+    else:
+        outputs = function(*args)
+    return {name: value.numpy() for name, value in named_outputs(outputs).items()}
 
 
 def golden_outputs(task: ExportTask, traced: TracedModel) -> dict[str, np.ndarray]:
@@ -116,7 +193,8 @@ def golden_outputs(task: ExportTask, traced: TracedModel) -> dict[str, np.ndarra
     golden = {}
     for signature in task.signatures:
         if signature.key in task.sample_inputs:
-            outputs = call_signature(traced.functions[signature.key], signature, task.sample_inputs[signature.key])
+            outputs = call_signature(traced.functions[signature.key], signature, task.sample_inputs[signature.key],
+                                     traced.conventions.get(signature.key, POSITIONAL))
             for name, value in outputs.items():
                 golden[f"{signature.key}/{name}"] = value
     return golden

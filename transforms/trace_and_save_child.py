@@ -57,8 +57,7 @@ def _trace_and_save(task, reporter: Reporter) -> tuple[save_receipt.SaveReceipt,
         reporter.phase(BUILD_PHASE, "trace")
         model = trace.build_model(task)
         reporter.phase("tracing signatures", "trace")
-        traced = trace.TracedModel(model=model, functions={s.key: trace.trace_signature(model, s)
-                                                             for s in task.signatures})
+        traced = trace.trace_signatures(model, task)
         if task.sample_inputs:
             reporter.phase("computing golden outputs", "trace")
         golden_npz = trace.arrays_to_npz(trace.golden_outputs(task, traced))
@@ -85,8 +84,7 @@ def _trace_and_save(task, reporter: Reporter) -> tuple[save_receipt.SaveReceipt,
         reporter.send(bytes=[written[0], written[1]])
         del traced, model  # the fingerprint below reads files, not the model
         reporter.phase("reading the fingerprint", "save")
-        from tf_bigexport.transforms.fingerprint import read_or_write_fingerprint
-        fingerprint = read_or_write_fingerprint(saved["saved_dir"])
+        fingerprint = save.read_or_write_fingerprint(saved["saved_dir"])
         receipt = save_receipt.SaveReceipt(
             job_key=task.job_key, job_spec_sha256=str(task.release_extras.get("job_spec_sha256", "")),
             proto_file=saved["proto_file"], chunks=saved["chunks"], shards=saved["shards"],
