@@ -99,11 +99,15 @@ _ARRAY_METHODS = frozenset({"astype", "reshape", "T", "transpose", "flatten", "r
 _BINARY_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.MatMult)
 _UNARY_OPS = (ast.UAdd, ast.USub, ast.Not, ast.Invert)
 _MAX_POWER = 64
+ALLOWED_EXPRESSIONS = (
+    "allowed are literals (numbers, strings, bytes, lists, tuples, dicts), arithmetic, indexing, "
+    f"np.<name> for {', '.join(sorted(_NUMPY_FUNCTIONS))}, and the array methods "
+    f"{', '.join(sorted(_ARRAY_METHODS))}")
 
 
 def _check_expression(node: ast.AST, text: str) -> None:
     def refuse(what: str):
-        raise InputError(f"{text!r}: {what} is not allowed in --input-exprs")
+        raise InputError(f"{text!r}: {what} is not allowed in --input-exprs; {ALLOWED_EXPRESSIONS}")
 
     for child in ast.walk(node):
         if isinstance(child, (ast.Expression, ast.Load, ast.keyword, ast.Slice) + _BINARY_OPS + _UNARY_OPS):

@@ -3,8 +3,10 @@ like `saved_model_cli run`."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import textwrap
+import traceback
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,7 @@ import numpy as np
 from tf_bigexport.pipeline.call_inputs import InputError, collect_inputs
 from tf_bigexport.pipeline.exit_codes import ExitCode
 from tf_bigexport.pipeline.locations import local_model_dir
+from tf_bigexport.pipeline.logs import native_stderr_silenced
 
 
 def run_signature(model_dir: str, signature: str, feeds: dict[str, np.ndarray],
@@ -63,7 +66,8 @@ def call_command(args) -> int:
         return ExitCode.USAGE
     tags = args.tag_set.split(",") if args.tag_set else None
     try:
-        with local_model_dir(args.path) as model_dir:
+        # TensorFlow's C++ runtime writes its own copy of a model error to fd 2: one line is ours.
+        with local_model_dir(args.path) as model_dir, native_stderr_silenced(not getattr(args, "verbose", False)):
             outputs = run_signature(model_dir, args.signature, feeds, tags)
         if args.outdir:
             for path in write_outputs(outputs, args.outdir, args.overwrite):
@@ -71,11 +75,25 @@ def call_command(args) -> int:
     except InputError as e:
         print(f"call: {e}", file=sys.stderr)
         return ExitCode.USAGE
-    except (OSError, ValueError) as e:
-        print(f"call: {args.path}: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - the model's own errors too: one line, the traceback with -v
+        print(f"call: {args.path}: {_one_line(e)}", file=sys.stderr)
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
         return ExitCode.FAILED
     for name, value in outputs.items():
         print(f"Result for output key {name}:")
         print(f"  dtype: {value.dtype}  shape: {list(value.shape)}")
         print(textwrap.indent(np.array2string(value, threshold=50, edgeitems=3), "  "))
     return ExitCode.OK
+
+
+def _one_line(error: BaseException) -> str:
+    """One line saying why: TensorFlow's runtime errors put the reason after "Graph execution error:"
+    and a stack of the nodes involved, and the failing node's name after it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(("File ", "[[", "Detected at node"))
+               and line != "Graph execution error:"]
+    reason = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", (reasons or lines or [""])[-1])
+    if len(reason) > 500:
+        reason = reason[:500] + " ..."
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__

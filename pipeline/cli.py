@@ -55,7 +55,14 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH_OR_URI", help="SavedModel directory or registry version URI")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--tag_set", metavar="TAGS",
+                        help="only the MetaGraph with these comma-separated tags, e.g. serve")
+    parser.add_argument("--signature_def", metavar="KEY", help="only this signature (of each MetaGraph shown)")
+    parser.add_argument("--list_ops", action="store_true", help="list the ops each MetaGraph uses")
+    parser.add_argument("--chunks", action="store_true",
+                        help="list every chunk of a .cpb and the fields split off into them (else a summary)")
+    parser.add_argument("--json", action="store_true",
+                        help="machine-readable output (dtypes and shapes as in the release record)")
 
 
 def _call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +82,8 @@ def _call_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("uri", metavar="URI", help="<registry>/<model>/<version>")
+    parser.add_argument("uri", metavar="URI",
+                        help="<registry>/<model>/<version>, or <registry>/<model> for its latest version")
 
 
 def _register_arguments(parser: argparse.ArgumentParser) -> None:

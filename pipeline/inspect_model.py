@@ -17,8 +17,14 @@ from tf_bigexport.savedmodel_files import PROGRAM_FILES
 _MAX_FINGERPRINT_BYTES = 1 << 16
 
 
-def describe_model(location: str) -> dict[str, Any]:
-    """Everything `inspect` prints, as a JSON-able dict."""
+class InspectError(ValueError):
+    """What was asked for is not in the SavedModel (a tag-set, a signature key)."""
+
+
+def describe_model(location: str, *, tag_set: str | None = None, signature_def: str | None = None,
+                   list_ops: bool = False) -> dict[str, Any]:
+    """Everything `inspect` prints, as a JSON-able dict; ``tag_set``/``signature_def`` narrow it to
+    one MetaGraph / one signature, ``list_ops`` adds the ops each MetaGraph uses."""
     root = storage.local_path(location)
     if root is not None:
         from tf_bigexport.imageformat import program_files
@@ -34,15 +40,34 @@ def describe_model(location: str) -> dict[str, Any]:
                      else dict(files)[proto_file])
     from tf_bigexport.imageformat import loadability
     loading = loadability.of_program(proto_file, program_bytes, saved_model).to_dict()
+    meta_graphs = _selected(saved_model.meta_graphs, tag_set, location)
+    summaries = [_meta_graph_summary(mg, list_ops) for mg in meta_graphs]
+    if signature_def is not None:
+        for summary in summaries:
+            if signature_def not in summary["signatures"]:
+                raise InspectError(f"{location}: the MetaGraph with tag-set '{','.join(summary['tags'])}' has no "
+                                   f"signature {signature_def!r}; it has {sorted(summary['signatures'])}")
+            summary["signatures"] = {signature_def: summary["signatures"][signature_def]}
     return {
         "location": location,
         "proto_file": proto_file,
         **loading,
         "files": [{"path": p, "size": s} for p, s in files],
         "fingerprint": fingerprint,
-        "meta_graphs": [_meta_graph_summary(mg) for mg in saved_model.meta_graphs],
+        "meta_graphs": summaries,
         "chunk_layout": layout,
     }
+
+
+def _selected(meta_graphs, tag_set: str | None, location: str) -> list:
+    if tag_set is None:
+        return list(meta_graphs)
+    wanted = {t.strip() for t in tag_set.split(",") if t.strip()}
+    chosen = [mg for mg in meta_graphs if set(mg.meta_info_def.tags) == wanted]
+    if not chosen:
+        have = ", ".join("'" + ",".join(sorted(mg.meta_info_def.tags)) + "'" for mg in meta_graphs)
+        raise InspectError(f"{location}: no MetaGraph with tag-set '{','.join(sorted(wanted))}'; it has {have}")
+    return chosen
 
 
 def _read_program(location: str, proto_file: str):
@@ -105,79 +130,143 @@ def _chunk_layout(metadata) -> dict[str, Any]:
 
 
 def _tensor_info(info) -> dict[str, Any]:
-    from tensorflow.core.framework import types_pb2
-    shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+    """dtype and shape as the release record writes them: "float32", null for an unknown dimension."""
+    import tensorflow as tf
+    shape = None if info.tensor_shape.unknown_rank else [None if d.size < 0 else d.size
+                                                         for d in info.tensor_shape.dim]
     kind = info.WhichOneof("encoding")
-    return {"dtype": types_pb2.DataType.Name(info.dtype), "shape": shape,
-            "name": info.name if kind == "name" else f"<{kind}>"}
+    try:
+        dtype = tf.dtypes.as_dtype(info.dtype).name
+    except TypeError:  # an enum value TensorFlow does not know
+        dtype = f"unknown ({info.dtype})"
+    return {"dtype": dtype, "shape": shape, "name": info.name if kind == "name" else f"<{kind}>"}
 
 
-def _meta_graph_summary(meta_graph) -> dict[str, Any]:
+def _meta_graph_summary(meta_graph, list_ops: bool = False) -> dict[str, Any]:
     signatures = {}
     for key in sorted(meta_graph.signature_def):
         sig = meta_graph.signature_def[key]
         signatures[key] = {"inputs": {k: _tensor_info(v) for k, v in sorted(sig.inputs.items())},
                            "outputs": {k: _tensor_info(v) for k, v in sorted(sig.outputs.items())},
                            "method_name": sig.method_name}
-    return {"tags": sorted(meta_graph.meta_info_def.tags), "signatures": signatures,
-            "tensorflow_version": meta_graph.meta_info_def.tensorflow_version,
-            "graph_nodes": len(meta_graph.graph_def.node),
-            "functions": len(meta_graph.graph_def.library.function)}
+    summary = {"tags": sorted(meta_graph.meta_info_def.tags), "signatures": signatures,
+               "tensorflow_version": meta_graph.meta_info_def.tensorflow_version,
+               "graph_nodes": len(meta_graph.graph_def.node),
+               "functions": len(meta_graph.graph_def.library.function)}
+    if list_ops:
+        graph = meta_graph.graph_def
+        summary["ops"] = sorted({n.op for n in graph.node}
+                                | {n.op for f in graph.library.function for n in f.node_def})
+    return summary
+
+
+def _dtype_text(dtype: str) -> str:
+    """saved_model_cli's spelling: DT_FLOAT for float32."""
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+    try:
+        return types_pb2.DataType.Name(tf.dtypes.as_dtype(dtype).as_datatype_enum)
+    except (TypeError, ValueError):
+        return dtype
 
 
 def _shape_text(shape) -> str:
     if shape is None:
         return "unknown_rank"
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    dims = [-1 if d is None else d for d in shape]
+    return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def format_description(desc: dict[str, Any]) -> str:
-    out = [f"SavedModel at {desc['location']}",
-           f"program: {desc['proto_file']}",
-           f"loadable by stock TensorFlow: {'yes' if desc['loadable_by_stock_tensorflow'] else 'no'} "
-           f"({desc['loading']['reason']})"]
-    total = sum(f["size"] for f in desc["files"])
-    out.append(f"files: {len(desc['files'])}, {total} bytes")
-    for f in desc["files"]:
-        out.append(f"  {f['size']:>12}  {f['path']}")
-    if desc["fingerprint"]:
-        out.append("fingerprint:")
-        out += [f"  {k}: {v}" for k, v in desc["fingerprint"].items()]
-    else:
-        out.append("fingerprint: none (no fingerprint.pb)")
-    tag_sets = ", ".join("'" + ",".join(mg["tags"]) + "'" for mg in desc["meta_graphs"])
-    out.append(f"The given SavedModel contains the following tag-sets: {tag_sets}")
+def _signature_lines(key: str, sig: dict[str, Any]) -> list[str]:
+    out = [f"signature_def['{key}']:"]
+    for kind in ("inputs", "outputs"):
+        out.append(f"  The given SavedModel SignatureDef contains the following {kind[:-1]}(s):")
+        for name, info in sig[kind].items():
+            out += [f"    {kind}['{name}'] tensor_info:",
+                    f"        dtype: {_dtype_text(info['dtype'])}",
+                    f"        shape: {_shape_text(info['shape'])}",
+                    f"        name: {info['name']}"]
+    out.append(f"  Method name is: {sig['method_name']}")
+    return out
+
+
+def _chunk_lines(layout: dict[str, Any], every_chunk: bool) -> list[str]:
+    from tf_bigexport.byte_sizes import human_bytes
+    chunks = layout["chunks"]
+    kinds = sorted({c["type"] for c in chunks})
+    counts = ", ".join(f"{sum(c['type'] == kind for c in chunks)} {kind}" for kind in kinds)
+    total = sum(c["size"] for c in chunks)
+    largest = max((c["size"] for c in chunks), default=0)
+    out = [f"Chunk layout: {len(chunks)} chunks ({counts}), {human_bytes(total)} in all, largest "
+           f"{human_bytes(largest)}; root message in chunk {layout['root_chunk']}; "
+           f"{len(layout['chunked_fields'])} split-off fields"]
+    if not every_chunk:
+        out.append("  (--chunks lists every chunk and split-off field)")
+        return out
+    # A chunk's offset is its Riegeli record position: the byte offset of the Riegeli chunk that
+    # holds it, plus the record's index inside that chunk.
+    for c in chunks:
+        out.append(f"  chunk {c['index']:>4}: {c['type']:<7} {c['size']:>12} bytes at offset {c['offset']}")
+    if layout["chunked_fields"]:
+        out.append("  split-off fields:")
+        out += [f"    {f['field']} -> chunk {f['chunk']}" for f in layout["chunked_fields"]]
+    return out
+
+
+def format_description(desc: dict[str, Any], *, narrowed: bool = False, chunks: bool = False) -> str:
+    """The text `inspect` prints: like `saved_model_cli show --all`, then what that leaves out.
+
+    ``narrowed`` (a --tag_set or --signature_def was given): only the selected MetaGraph's
+    signatures, as `saved_model_cli show --tag_set ... [--signature_def ...]` prints them.
+    """
+    out: list[str] = []
+    if not narrowed:
+        out += [f"SavedModel at {desc['location']}", f"program: {desc['proto_file']}",
+                f"loadable by stock TensorFlow: {'yes' if desc['loadable_by_stock_tensorflow'] else 'no'} "
+                f"({desc['loading']['reason']})"]
+        total = sum(f["size"] for f in desc["files"])
+        out.append(f"files: {len(desc['files'])}, {total} bytes")
+        for f in desc["files"]:
+            out.append(f"  {f['size']:>12}  {f['path']}")
+        if desc["fingerprint"]:
+            out.append("fingerprint:")
+            out += [f"  {k}: {v}" for k, v in desc["fingerprint"].items()]
+        else:
+            out.append("fingerprint: none (no fingerprint.pb)")
+        tag_sets = ", ".join("'" + ",".join(mg["tags"]) + "'" for mg in desc["meta_graphs"])
+        out.append(f"The given SavedModel contains the following tag-sets: {tag_sets}")
     for mg in desc["meta_graphs"]:
-        out.append("")
-        out.append(f"MetaGraphDef with tag-set: '{','.join(mg['tags'])}' contains the following SignatureDefs:")
+        tags = ",".join(mg["tags"])
+        if "ops" in mg:
+            out += ["", f"The MetaGraph with tag set {mg['tags']} contains the following ops: "
+                        + ("{" + ", ".join(repr(op) for op in mg["ops"]) + "}" if mg["ops"] else "set()")]
+            continue
+        out += ["", f"MetaGraphDef with tag-set: '{tags}' contains the following SignatureDefs:"]
         for key, sig in mg["signatures"].items():
-            out.append("")
-            out.append(f"signature_def['{key}']:")
-            for kind in ("inputs", "outputs"):
-                out.append(f"  The given SavedModel SignatureDef contains the following {kind[:-1]}(s):")
-                for name, info in sig[kind].items():
-                    out += [f"    {kind}['{name}'] tensor_info:",
-                            f"        dtype: {info['dtype']}",
-                            f"        shape: {_shape_text(info['shape'])}",
-                            f"        name: {info['name']}"]
-            out.append(f"  Method name is: {sig['method_name']}")
+            out += [""] + _signature_lines(key, sig)
     layout = desc["chunk_layout"]
-    if layout is not None:
-        out.append("")
-        out.append(f"Chunk layout: {len(layout['chunks'])} chunks (root message in chunk {layout['root_chunk']})")
-        for c in layout["chunks"]:
-            out.append(f"  chunk {c['index']:>4}: {c['type']:<7} {c['size']:>12} bytes at record {c['offset']}")
-        if layout["chunked_fields"]:
-            out.append("  split-off fields:")
-            out += [f"    {f['field']} -> chunk {f['chunk']}" for f in layout["chunked_fields"]]
-    return "\n".join(out)
+    if layout is not None and not narrowed:
+        out += [""] + _chunk_lines(layout, chunks)
+    return "\n".join(out).lstrip("\n")
 
 
 def inspect_command(args) -> int:
+    narrowed = bool(args.tag_set or args.signature_def)
     try:
-        desc = describe_model(args.path)
+        desc = describe_model(args.path, tag_set=args.tag_set, signature_def=args.signature_def,
+                              list_ops=args.list_ops)
+    except InspectError as e:
+        print(f"inspect: {e}", file=sys.stderr)
+        return ExitCode.USAGE
     except (OSError, ValueError) as e:
         print(f"inspect: {e}", file=sys.stderr)
         return ExitCode.FAILED
-    print(json.dumps(desc, indent=2) if args.json else format_description(desc))
+    if args.json:
+        if desc["chunk_layout"] is not None and not args.chunks:
+            layout = desc["chunk_layout"]
+            layout["chunk_count"], layout["chunked_field_count"] = len(layout["chunks"]), len(layout["chunked_fields"])
+            del layout["chunks"], layout["chunked_fields"]  # listed with --chunks
+        print(json.dumps(desc, indent=2))
+    else:
+        print(format_description(desc, narrowed=narrowed, chunks=args.chunks))
     return ExitCode.OK

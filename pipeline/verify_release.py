@@ -42,21 +42,44 @@ def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> in
     return count
 
 
+def resolve_version(uri: str):
+    """(Registry, model, version, note): <registry>/<model>/<version>, or <registry>/<model> meaning its
+    latest published version (the note says which)."""
+    from tf_bigexport import storage
+    from tf_bigexport.storage.names import model_name_problem
+    try:
+        registry_uri, model, version = split_version_uri(uri)
+    except ValueError:
+        registry_uri, _, model = uri.rstrip("/").rpartition("/")
+        if not registry_uri or registry_uri.endswith(":/") or model_name_problem(model):
+            raise ValueError(f"{uri}: expected <registry>/<model>/<version>, or <registry>/<model> for its "
+                             "latest version") from None
+        registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+        versions = registry.list_versions(model)
+        if not versions:
+            raise ValueError(f"{uri}: model {model!r} has no published version in {registry.uri} "
+                             "(expected <registry>/<model>/<version>)") from None
+        return registry, model, versions[-1], (f"{uri}: verifying the latest published version, "
+                                               f"{versions[-1]} (of {len(versions)})")
+    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+    return registry, model, version, None
+
+
 def verify_release(uri: str) -> tuple[list[str], list[str]]:
     """(report lines, problems); each problem names the file it is about."""
     from tf_bigexport import storage
 
     from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict, fingerprint_mismatches
 
-    registry_uri, model, version = split_version_uri(uri)
-    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+    registry, model, version, chosen = resolve_version(uri)
     version_uri = registry.version_uri(model, version)
+    report = [chosen] if chosen else []
     state = registry.release_state(model, version)
     if state.state != "published":  # say exactly what is there instead
-        return [f"{version_uri}: {state.state}"], [f"{version_uri}: {state.state}: {state.detail}"]
+        return report + [f"{version_uri}: {state.state}"], [f"{version_uri}: {state.state}: {state.detail}"]
     record = state.record
-    report = [f"{version_uri}: published by job {record.job_key}; release record lists {len(record.files)} files, "
-              f"{record.total_bytes} bytes"]
+    report.append(f"{version_uri}: published by job {record.job_key}; release record lists {len(record.files)} "
+                  f"files, {record.total_bytes} bytes")
 
     problems = [str(m) for m in registry.verify_version(model, version)]
     report.append(f"storage checksums: {'ok' if not problems else f'{len(problems)} mismatch(es)'}")

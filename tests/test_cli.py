@@ -1,6 +1,9 @@
 """CLI: argument parsing, call inputs, and inspect/call/verify on a published .cpb."""
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -198,3 +201,118 @@ def test_bad_run_id_is_a_usage_error(tmp_path, capsys):
     code = cli.main(["run", "--jobs", str(jobs), "--registry", str(tmp_path / "reg"), "--run_id", "../escape"])
     assert code == cli.EXIT_USAGE
     assert "--run_id: run id '../escape' is invalid" in capsys.readouterr().err
+
+
+# ---- call and verify on saved models ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gather_model(tmp_path_factory):
+    """A model whose signature fails at run time for an out-of-range index (a runtime model error)."""
+    import tensorflow as tf
+
+    from tf_bigexport import imageformat
+
+    class Gather(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = tf.Variable([1.0, 2.0, 3.0])
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="i")])
+        def __call__(self, i):
+            return {"value": tf.gather(self.table, i)}
+
+    directory = str(tmp_path_factory.mktemp("gather") / "model")
+    model = Gather()
+    imageformat.save(model, directory, signatures={"serving_default": model.__call__.get_concrete_function()})
+    return directory
+
+
+def test_call_reports_runtime_model_errors_in_one_line(gather_model, capfd):
+    assert cli.main(["call", gather_model, "--input-exprs", "i=np.array([1, 2], np.int32)"]) == cli.EXIT_OK
+    assert "Result for output key value:" in capfd.readouterr().out
+    assert cli.main(["call", gather_model, "--input-exprs", "i=np.array([7], np.int32)"]) == cli.EXIT_FAILED
+    err = capfd.readouterr().err  # fd 2 itself: TensorFlow's C++ lines too
+    assert err == f"call: {gather_model}: InvalidArgumentError: indices[0] = 7 is not in [0, 3)\n"
+    assert cli.main(["call", gather_model, "-v", "--input-exprs", "i=np.array([7], np.int32)"]) == cli.EXIT_FAILED
+    assert "Traceback" in capfd.readouterr().err  # with -v, the whole story
+
+
+def test_input_exprs_errors_say_what_is_allowed(gather_model, capsys):
+    assert cli.main(["call", gather_model, "--input-exprs", "i=open('/etc/passwd')"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "the name 'open' is not allowed in --input-exprs; allowed are literals" in err
+    assert "np.<name> for " in err and "arange" in err and "astype" in err
+
+
+def test_verify_a_model_uri_verifies_its_latest_version(tmp_path, capsys):
+    from tf_bigexport import storage
+    from tf_bigexport.imageformat import save
+    from tf_bigexport.transforms.save import read_or_write_fingerprint
+    import tensorflow as tf
+
+    class Double(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+        def __call__(self, x):
+            return x * 2
+
+    export = tmp_path / "export"
+    save(Double(), str(export))
+    registry = storage.Registry(str(tmp_path / "reg"))
+    info = {"fingerprint": read_or_write_fingerprint(str(export))}
+    for run in ("a", "b"):
+        registry.publish(str(export), "double", storage.VersionPolicy.next_integer(), info, f"double.{run}")
+    assert cli.main(["verify", str(tmp_path / "reg" / "double")]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/reg/double: verifying the latest published version, 2 (of 2)" in out
+    assert "verified: all files match the release record" in out
+    assert cli.main(["verify", str(tmp_path / "reg" / "nothing")]) == cli.EXIT_FAILED
+    assert "model 'nothing' has no published version" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def split_model(tmp_path_factory):
+    """A .cpb: the demo's split model saved with a small chunk size."""
+    from tf_bigexport import imageformat
+    from tf_bigexport.pipeline.demo_models import split_constants
+    import tensorflow as tf
+    model = split_constants(count=4, size=64)
+    function = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([None, 64], tf.float32, name="x")])
+    directory = str(tmp_path_factory.mktemp("split") / "model")
+    imageformat.save(model, directory, signatures={"serving_default": function.get_concrete_function()},
+                     max_chunk_size=8192)
+    return directory
+
+
+def test_inspect_summarizes_chunks_unless_asked_and_labels_offsets(split_model, capsys):
+    assert cli.main(["inspect", split_model]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "Chunk layout: " in out and "(--chunks lists every chunk and split-off field)" in out
+    assert "chunk    1:" not in out
+    assert "MetaGraphDef with tag-set: 'serve' contains the following SignatureDefs:" in out
+    assert "dtype: DT_FLOAT" in out and "shape: (-1, 64)" in out  # saved_model_cli's spelling in text
+    assert cli.main(["inspect", split_model, "--chunks"]) == cli.EXIT_OK
+    listed = capsys.readouterr().out
+    assert re.search(r"chunk +1: (MESSAGE|BYTES) +\d+ bytes at offset \d+", listed)
+    assert "at record" not in listed and "split-off fields:" in listed
+    assert cli.main(["inspect", split_model, "--json"]) == cli.EXIT_OK
+    layout = json.loads(capsys.readouterr().out)["chunk_layout"]
+    assert "chunks" not in layout and layout["chunk_count"] > 2
+
+
+def test_inspect_narrows_like_saved_model_cli_show(split_model, gather_model, capsys):
+    assert cli.main(["inspect", gather_model, "--tag-set", "serve", "--signature_def", "serving_default"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("MetaGraphDef with tag-set: 'serve' contains the following SignatureDefs:")
+    assert "signature_def['serving_default']:" in out and "inputs['i'] tensor_info:" in out
+    assert "dtype: DT_INT32" in out and "files:" not in out and "fingerprint" not in out
+    assert cli.main(["inspect", gather_model, "--tag_set", "serve", "--list_ops"]) == 0
+    ops = capsys.readouterr().out
+    assert "The MetaGraph with tag set ['serve'] contains the following ops: {" in ops
+    assert "'ResourceGather'" in ops or "'GatherV2'" in ops
+    assert cli.main(["inspect", gather_model, "--tag_set", "train"]) == cli.EXIT_USAGE
+    assert "no MetaGraph with tag-set 'train'; it has 'serve'" in capsys.readouterr().err
+    assert cli.main(["inspect", split_model, "--signature_def", "nope"]) == cli.EXIT_USAGE
+    assert "has no signature 'nope'; it has ['__saved_model_init_op', 'serving_default']" in capsys.readouterr().err
+    assert cli.main(["inspect", split_model, "--json", "--list_ops", "--tag_set", "serve"]) == 0
+    [meta_graph] = json.loads(capsys.readouterr().out)["meta_graphs"]
+    assert "MatMul" in meta_graph["ops"] and meta_graph["ops"] == sorted(meta_graph["ops"])

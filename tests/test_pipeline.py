@@ -103,14 +103,18 @@ def test_broken_job_reported_by_name_and_stage_and_not_published(exported):
 def test_inspect_published_cpb(exported, monkeypatch, capsys):
     monkeypatch.setenv("TF_BIGEXPORT_STORAGE_OPTIONS", json.dumps(exported["options"]))
     uri = f"{exported['registry']}/split/1"
-    assert cli.main(["inspect", uri, "--json"]) == cli.EXIT_OK
+    assert cli.main(["inspect", uri, "--json", "--chunks"]) == cli.EXIT_OK
     desc = json.loads(capsys.readouterr().out)
     assert desc["proto_file"] == "saved_model.cpb"
     [meta_graph] = desc["meta_graphs"]
     assert meta_graph["tags"] == ["serve"]
     sig = meta_graph["signatures"]["serving_default"]
-    assert sig["inputs"]["x"]["dtype"] == "DT_FLOAT" and sig["inputs"]["x"]["shape"] == [-1, 128]
-    assert sig["outputs"]["features"]["shape"] == [-1, 128]
+    # as the release record has them
+    record = registry_of(exported).read_release_record("split", 1)
+    assert sig["inputs"]["x"]["dtype"] == "float32" and sig["inputs"]["x"]["shape"] == [None, 128]
+    assert {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in sig["inputs"].items()} == \
+        record.signatures["serving_default"]["inputs"]
+    assert sig["outputs"]["features"]["shape"] == [None, 128]
     assert len(desc["chunk_layout"]["chunks"]) == exported["outcomes"]["split"]["chunks"]
     assert any("tensor_content" in f["field"] for f in desc["chunk_layout"]["chunked_fields"])
     assert desc["fingerprint"] == {k: v for k, v in exported["outcomes"]["split"]["fingerprint"].items()
