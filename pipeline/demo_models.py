@@ -6,7 +6,9 @@ Each factory is small enough to build in seconds on two cores, except
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from typing import Any
 
 import numpy as np
@@ -61,7 +63,11 @@ def vocabulary_module(vocabulary: list[str] | None = None) -> Any:
             known = tf.cast(self.table.lookup(tokens) >= 0, tf.float32)
             return {"score": tf.reduce_sum(known, axis=-1) * self.weight}
 
-    return VocabularyModel()
+    model = VocabularyModel()
+    # The asset file is needed until the model is saved (saving copies it into the SavedModel);
+    # it goes with the model, or at the latest when the process exits.
+    weakref.finalize(model, shutil.rmtree, vocab_dir, True)
+    return model
 
 
 def split_constants(count: int = 16, size: int = 256, seed: int = 0) -> Any:

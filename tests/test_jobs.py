@@ -223,3 +223,23 @@ def test_hostile_jobs_files_exit_2_naming_file_and_reason(tmp_path, capsys, name
     assert err.startswith(f"{name}: ") and message in err, err
     assert "Traceback" not in err and len(err) < 2000
     assert not registry.exists()
+
+
+def test_the_demo_vocabulary_factory_leaves_no_temp_dir(tmp_path):
+    import gc
+    import subprocess
+    import sys
+
+    from tf_bigexport.pipeline.demo_models import vocabulary_module
+    model = vocabulary_module()
+    vocab_dir = os.path.dirname(model.vocab.asset_path.numpy().decode())
+    assert os.path.basename(vocab_dir).startswith("tf-bigexport-vocab-") and os.path.isdir(vocab_dir)
+    del model
+    gc.collect()
+    assert not os.path.exists(vocab_dir)
+    # and a process that never lets go of its model (the export's own) removes it when it exits
+    out = subprocess.run([sys.executable, "-c", "import os; from tf_bigexport.pipeline.demo_models import "
+                          "vocabulary_module as v; m = v(); print(os.path.dirname(m.vocab.asset_path.numpy().decode()))"],
+                         capture_output=True, text=True, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    left = out.stdout.strip().splitlines()[-1]
+    assert os.path.basename(left).startswith("tf-bigexport-vocab-") and not os.path.exists(left)
