@@ -67,8 +67,6 @@ def resolve_version(uri: str):
 
 def verify_release(uri: str) -> tuple[list[str], list[str]]:
     """(report lines, problems); each problem names the file it is about."""
-    from tf_bigexport import storage
-
     from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict, fingerprint_mismatches
 
     registry, model, version, chosen = resolve_version(uri)
