@@ -19,19 +19,20 @@ from tf_bigexport.pipeline import cli
 from tf_bigexport.pipeline.direct import export_directly
 from tf_bigexport.pipeline.graph import to_task
 from tf_bigexport.pipeline.jobs import parse_jobs
-from tf_bigexport.transforms import commit, fingerprint, save, stage, trace, verify
+from tf_bigexport.transforms import commit, fingerprint, stage, trace_and_save, verify
 from storage_testkit import read_tree
 
 
 def _job(registry: str):
-    [job] = parse_jobs({"registry": registry, "jobs": [tiny_job("tiny", seed=3)]}, source="jobs.json")
+    # The factory (tests/hostile_models.py) is imported from the jobs file's directory.
+    [job] = parse_jobs({"registry": registry, "jobs": [tiny_job("tiny", seed=3)]}, source="jobs.json",
+                       base_dir=os.path.dirname(os.path.abspath(__file__)))
     return job
 
 
 def _saved(job, work_root, run_id):
     task = to_task(job, work_root=str(work_root), run_id=run_id)
-    traced, state = trace.trace(task)
-    return fingerprint.fingerprint(save.save(state, traced))
+    return fingerprint.fingerprint(trace_and_save.trace_and_save(task))
 
 
 def _tree_and_inodes(root):

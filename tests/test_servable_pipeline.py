@@ -11,6 +11,7 @@ model's outputs, bitwise.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -66,7 +67,8 @@ def jobs_document(registry: str) -> dict:
 def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("servable-pipeline")
     registry = str(root / "registry")
-    jobs = parse_jobs(jobs_document(registry), source="jobs.yaml")
+    jobs = parse_jobs(jobs_document(registry), source="jobs.yaml",  # factories from the jobs file's dir
+                      base_dir=os.path.dirname(os.path.abspath(__file__)))
     outcomes = run_export(jobs, ["--work_dir", str(root / "work")])
     return {"registry": registry, "root": root, "jobs": {job.name: job for job in jobs},
             "outcomes": {o["model_name"]: o for o in outcomes}}
