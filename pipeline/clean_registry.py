@@ -49,8 +49,8 @@ def stale_work_dirs(root: str, older_than: float, now: float) -> list[tuple[str,
     """(path, size) of run work directories under `root` untouched for longer than the age.
 
     Only directories that look like a run's (an outcomes/ directory, or a job directory with
-    a save stamp or a temporary save) count: `root` may hold anything else too."""
-    from tf_bigexport.transforms.save import SAVED_MODEL_DIRNAME, SAVED_STAMP
+    a save receipt or a temporary save) count: `root` may hold anything else too."""
+    from tf_bigexport.transforms.save_receipt import RECEIPT, SAVED_MODEL_DIRNAME
     found = []
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         path = os.path.join(root, name)
@@ -58,7 +58,7 @@ def stale_work_dirs(root: str, older_than: float, now: float) -> list[tuple[str,
             continue
         jobs = [os.path.join(path, j) for j in os.listdir(path) if os.path.isdir(os.path.join(path, j))]
         ours = os.path.isdir(os.path.join(path, "outcomes")) or any(
-            os.path.exists(os.path.join(j, SAVED_STAMP)) or any(n.startswith(f".{SAVED_MODEL_DIRNAME}.tmp-")
+            os.path.exists(os.path.join(j, RECEIPT)) or any(n.startswith(f".{SAVED_MODEL_DIRNAME}.tmp-")
                                                                   for n in os.listdir(j)) for j in jobs)
         stats = [os.lstat(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files]
         newest = max((s.st_mtime for s in stats), default=os.lstat(path).st_mtime)

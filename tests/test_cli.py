@@ -72,7 +72,8 @@ def every_option():
                     yield command.name, option, action
 
 
-MINIMAL = {"run": ["--jobs", "j"], "demo": [], "inspect": ["p"], "call": ["p"], "verify": ["u"], "register": ["u"]}
+MINIMAL = {"run": ["--jobs", "j"], "demo": [], "inspect": ["p"], "call": ["p"], "verify": ["u"], "register": ["u"],
+           "gc": ["u"], "convert": ["p", "--to", "pb"]}
 
 
 @pytest.mark.parametrize("command, option, action", list(every_option()),
@@ -81,7 +82,7 @@ def test_every_option_takes_both_spellings(command, option, action):
     for spelling in {option, option.replace("_", "-"), "--" + option[2:].replace("-", "_")}:
         argv = [command, *MINIMAL[command], spelling]
         if action.nargs != 0:
-            argv.append("3")
+            argv.append(str(action.choices[-1]) if action.choices else "3")
         args = parse(*argv)
         value = getattr(args, action.dest, None)
         if command == "run" and action.dest.startswith("beam_"):

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tf_bigexport import imageformat, storage
 from tf_bigexport.imageformat import loadability, splitter
 from tf_bigexport.pipeline import cli
+from tf_bigexport.pipeline.argparsing import UsageError
 from tf_bigexport.pipeline.exit_codes import ExitCode
 import servable_proof
 import tf_model_zoo
@@ -186,6 +187,6 @@ def test_usage_errors_exit_2(sources, tmp_path, capsys):
     (tmp_path / "taken" / "file").write_text("x")
     assert convert(source, "--to", "pb", "--output", tmp_path / "taken") == ExitCode.USAGE
     assert "already exists and is not an empty directory" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="invalid choice: 'onnx'"):
         cli.parse_args(["convert", str(source), "--to", "onnx", "--output", "x"])
     shutil.rmtree(tmp_path / "taken")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -81,7 +82,8 @@ def test_the_pipeline_reports_a_version_it_published_into_a_damaged_registry_as_
     (registry / "tiny" / ".releases").mkdir(parents=True)
     (registry / "tiny" / ".releases" / "7.json").write_bytes(b'{"schema": "tf-bigexport.release/1", "vers')
     (registry / "tiny" / "index.json").write_bytes(b"garbage")
-    [job] = parse_jobs({"registry": str(registry), "jobs": [tiny_job("tiny")]}, source="jobs.json")
+    [job] = parse_jobs({"registry": str(registry), "jobs": [tiny_job("tiny")]}, source="jobs.json",
+                       base_dir=os.path.dirname(os.path.abspath(__file__)))  # tests/hostile_models.py
     state = export_directly(job, work_root=str(tmp_path / "work"), run_id="r1")
     assert state.version == 1 and state.release_record["version"] == 1
     index = json.loads((registry / "tiny" / "index.json").read_text())

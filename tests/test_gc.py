@@ -156,7 +156,7 @@ def test_gc_refuses_a_registry_it_cannot_fully_read(registry_target, tmp_path, c
 
 
 def test_gc_command_lists_then_applies_and_cleans_old_work_directories(tmp_path, capsys):
-    from tf_bigexport.transforms.save import SAVED_STAMP
+    from tf_bigexport.transforms.save_receipt import RECEIPT
     registry = tmp_path / "reg"
     for version, step in ((1, None), (2, "claimed")):
         def hook(name, step=step):
@@ -172,11 +172,11 @@ def test_gc_command_lists_then_applies_and_cleans_old_work_directories(tmp_path,
     work = tmp_path / "work"
     killed = work / "20260101T000000Z-abc123" / "m"
     killed.mkdir(parents=True)
-    (killed / SAVED_STAMP).write_text("m.run 0\n")
+    (killed / RECEIPT).write_text("m.run 0\n")
     (work / "not-a-run").mkdir()
     (work / "not-a-run" / "keep.txt").write_text("someone else's")
     old = time.time() - 30 * 86400
-    for path in [killed / SAVED_STAMP, killed, killed.parent, work / "not-a-run" / "keep.txt"]:
+    for path in [killed / RECEIPT, killed, killed.parent, work / "not-a-run" / "keep.txt"]:
         os.utime(path, (old, old))
 
     assert cli.main(["gc", str(registry), "--older-than", "0", "--work-root", str(work)]) == cli.EXIT_OK

@@ -114,10 +114,11 @@ def test_storage_steps_are_counted_under_the_job_including_the_program_file(sink
     export = make_export(tmp_path / "export", marker="saved_model.cpb", big=2_000_000)
     registry = storage.Registry(str(tmp_path / "reg"))
     manifest = storage.build_manifest(export)
-    staging = registry.stage(str(export), manifest, "m.run")
-    version = registry.claim_version("m", storage.VersionPolicy.next_integer(), "m.run")
+    publication = registry.publication("m", "m.run", manifest)
+    publication.stage(str(export))
+    version = publication.claim(storage.VersionPolicy.next_integer())
     with stage_progress("m", "commit") as progress:
-        registry.commit(staging, "m", version, manifest, {}, "m.run")
+        publication.commit(version, {})
     assert progress.done_bytes == progress.total_bytes == manifest.total_bytes
     assert progress.done_files == progress.total_files == len(manifest.files)
 

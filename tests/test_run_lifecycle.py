@@ -107,7 +107,8 @@ def test_preflight_names_what_holds_an_explicit_version(project, tmp_path, capsy
     first = jobs_file(project, [job("m", "user_models:good", version=7)], registry)
     assert cli.main(["run", "--jobs", first, "--run_id", "first", "--work_dir", str(tmp_path / "w1")]) == cli.EXIT_OK
     from tf_bigexport import storage
-    storage.Registry(str(registry)).claim_version("m", storage.VersionPolicy.explicit(8), "m.someone-else")
+    storage.Registry(str(registry)).publication("m", "m.someone-else", storage.Manifest([])).claim(
+        storage.VersionPolicy.explicit(8))
     capsys.readouterr()
 
     second = jobs_file(project, [job("m", "user_models:good", version=7)], registry)
