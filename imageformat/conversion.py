@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from typing import Any
 
 from tf_bigexport.byte_sizes import human_bytes
+from tf_bigexport.local_files import replacing_directory
 from tf_bigexport.imageformat import loadability
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError, ProgramTooLargeError
 from tf_bigexport.imageformat.riegeli import RiegeliError
@@ -48,19 +48,12 @@ def convert(source_dir: str | os.PathLike, output_dir: str | os.PathLike, to: st
     if os.path.lexists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
         raise FileExistsError(f"{output_dir}: already exists and is not an empty directory")
     program = _program_file(source_dir)
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    building = os.path.join(parent, f".{os.path.basename(output_dir)}.converting-{uuid.uuid4().hex[:8]}")
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(output_dir)), exist_ok=True)
+    with replacing_directory(output_dir) as building:  # the empty directory checked above, if any, goes
         if to == "servable":
             _resave_servable(source_dir, program, building, split_threshold, max_shard_size)
         else:
             _rewrite_program(source_dir, program, building, to, split_threshold)
-        if os.path.isdir(output_dir):
-            os.rmdir(output_dir)
-        os.replace(building, output_dir)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return loadability.describe(output_dir)
 
 

@@ -2,7 +2,10 @@
 
 Format and conformance: save, load, enable(), TensorFlow's C++ reading our
 .cpb, the merged proto equal to TensorFlow's own save on the stable
-fingerprint hashes. conftest.py marks their tests `compat`; tools/compat.py
+fingerprint hashes; the servable form loaded by stock TensorFlow (Python,
+saved_model_cli, C++ LoadSavedModel), TensorFlow's own Python loaders
+(TFSMLayer) on a .cpb, and the C++ loader (cc/) built against that
+TensorFlow's wheel. conftest.py marks their tests `compat`; tools/compat.py
 passes these files (plus INSTALLED_FILES) to pytest, so no other test module
 (and its dependencies: emulators, Terraform parsing) is even collected there.
 None of them may need an emulator or a dev-only package.
@@ -20,6 +23,9 @@ COMPAT_FILES = frozenset({
     "test_riegeli_layout.py",
     "test_riegeli_hashing.py",
     "test_highwayhash.py",
+    "test_servable.py",
+    "test_tf_loaders.py",
+    "test_cc_loader.py",
 })
 
 # Checks of the installed wheel itself (marked `installed`; deselected by default).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from typing import Iterator
 
@@ -53,3 +54,19 @@ def write_file(path: str | os.PathLike, data: bytes, *, exclusive: bool = False,
     with replacing(path, exclusive=exclusive, durable=durable) as temporary:
         with open(temporary, "wb") as f:
             f.write(data)
+
+
+@contextlib.contextmanager
+def replacing_directory(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a fresh temporary sibling directory to fill; on success it takes the name
+    ``path`` (an existing directory there is removed first). On failure nothing of it
+    remains, so a retried writer never finds half a directory under that name."""
+    path = os.fspath(path)
+    temporary = temporary_sibling(path)
+    try:
+        yield temporary
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

@@ -14,14 +14,13 @@ import contextlib
 import logging
 import os
 import shutil
-import uuid
 from typing import Any, Callable, Iterator, TextIO
 
-from tf_bigexport.local_files import write_file
+from tf_bigexport.local_files import replacing_directory, write_file
 from tf_bigexport.savedmodel_files import FINGERPRINT_PB, PROGRAM_FILES
 from tf_bigexport.storage.progress import Progress
 from tf_bigexport.transforms.elements import ExportTask
-from tf_bigexport.transforms.save_receipt import GOLDEN, SAVED_MODEL_DIRNAME, saved_dir
+from tf_bigexport.transforms.save_receipt import GOLDEN, saved_dir
 
 
 def proto_file_of(directory: str) -> str:
@@ -84,16 +83,10 @@ def save_model(task: ExportTask, traced: Any, golden_npz: bytes,
 
     os.makedirs(task.work_dir, exist_ok=True)
     final_dir = saved_dir(task.work_dir)
-    temp_dir = os.path.join(task.work_dir, f".{SAVED_MODEL_DIRNAME}.tmp-{uuid.uuid4().hex[:12]}")
     options = tf.saved_model.SaveOptions(
         experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(task.max_shard_size))
-    try:
+    with replacing_directory(final_dir) as temp_dir:  # .saved_model.tmp-<hex>, which gc recognizes
         save_in_format(task, traced, temp_dir, options, progress)
-        if os.path.exists(final_dir):
-            shutil.rmtree(final_dir)
-        os.replace(temp_dir, final_dir)
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
     write_file(os.path.join(task.work_dir, GOLDEN), golden_npz)
     proto_file = proto_file_of(final_dir)
     chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
