@@ -1,6 +1,7 @@
 """Compile and link flags for building cc/ against the TensorFlow wheel of this Python.
 
     python cc/tf_flags.py --outdir   build directory for this Python + TensorFlow (fast: no TF import)
+    python cc/tf_flags.py --check    exit 3 with a message if this TensorFlow's wheel lacks what cc/ needs
     python cc/tf_flags.py --make     make variables from tf.sysconfig (imports TensorFlow)
 
 The build directory is keyed by the interpreter and the TensorFlow installation,
@@ -18,6 +19,10 @@ FRAMEWORK = "libtensorflow_framework.so.2"
 # Kernels, the direct session and SavedModelBundle's vtable live here; tf.sysconfig
 # names only the framework library (enough for custom ops, not for running graphs).
 CC_LIBRARY = "libtensorflow_cc.so.2"
+# TensorFlow's Merger and the ChunkMetadata message, which the loader builds on. Not every
+# wheel ships them: TensorFlow 2.16's has no tensorflow/tools/proto_splitter/ headers at all.
+REQUIRED_HEADERS = ("tensorflow/tools/proto_splitter/merge.h", "tensorflow/tools/proto_splitter/chunk.pb.h")
+MISSING_EXIT = 3
 
 
 def tensorflow_dir() -> str:
@@ -25,6 +30,21 @@ def tensorflow_dir() -> str:
     if spec is None or not spec.submodule_search_locations:
         sys.exit(f"cc/tf_flags.py: {sys.executable} has no TensorFlow installed")
     return os.path.realpath(list(spec.submodule_search_locations)[0])
+
+
+def missing_headers() -> list[str]:
+    include = os.path.join(tensorflow_dir(), "include")
+    return [h for h in REQUIRED_HEADERS if not os.path.exists(os.path.join(include, h))]
+
+
+def check() -> int:
+    missing = missing_headers()
+    if missing:
+        print(f"cc/tf_flags.py: the TensorFlow wheel at {tensorflow_dir()} ships no {', '.join(missing)}: "
+              f"the C++ loader (cc/) builds on TensorFlow's own Merger; use a TensorFlow whose wheel has "
+              f"these headers (see the README's supported versions)", file=sys.stderr)
+        return MISSING_EXIT
+    return 0
 
 
 def outdir() -> str:
@@ -66,6 +86,8 @@ def make_variables() -> str:
 def main(argv: list[str]) -> int:
     if argv == ["--outdir"]:
         print(outdir())
+    elif argv == ["--check"]:
+        return check()
     elif argv == ["--make"]:
         sys.stdout.write(make_variables())
     else:

@@ -94,14 +94,16 @@ def large_constants(count: int = 3, megabytes_each: int = 800) -> Any:
     import tensorflow as tf
 
     length = megabytes_each * (1 << 20) // 4
-    constants = [tf.constant(np.arange(length, dtype=np.float32) * (i + 1) / length) for i in range(count)]
+    # float32 scalars: numpy 1.x (TensorFlow 2.16/2.17) would promote "array / int" to float64
+    constants = [tf.constant(np.arange(length, dtype=np.float32) * np.float32(i + 1) / np.float32(length))
+                 for i in range(count)]
 
     class LargeConstantsModel(tf.Module):
         def __call__(self, x):
-            total = x
-            for c in constants:
-                total = total + c[:4]
-            return {"sum": total}
+            # One add per output element, not a chain: TensorFlow's C++ sessions rewrite a
+            # chain of adds into AddN, whose other order rounds differently, so outputs of
+            # stock servers would not be bitwise those of the model.
+            return {"shifted": tf.concat([x + c[:4] for c in constants], axis=-1)}
 
     return LargeConstantsModel()
 

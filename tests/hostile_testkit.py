@@ -19,8 +19,9 @@ REPORT_DIR_ENV = "SECURITY_REPORT_DIR"
 
 
 def child_env(**extra: str) -> dict:
-    """Environment for `python -m tf_bigexport ...` children: the checkout and tests/ importable."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]),
+    """Environment for `python -m tf_bigexport ...` children: tests/ importable. Not the
+    checkout: its tf_bigexport/ folder would shadow the installed package (make test-compat)."""
+    env = dict(os.environ, PYTHONPATH=str(TESTS),
                GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", TF_CPP_MIN_LOG_LEVEL="2")
     env.update(extra)
     return env

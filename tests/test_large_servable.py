@@ -9,7 +9,7 @@ tests/test_large_servable.py`).
   from the pip wheel, and saved_model_cli run, each with the original model's
   outputs, bitwise.
 * `convert` of its image-format save: to a plain .pb is refused (the merged
-  program is past 2 GiB, exit 4, nothing written), to the servable form works.
+  program is past 2 GiB, exit 5, nothing written), to the servable form works.
 
 The default suite runs the same code paths at 3 x 1 MiB (tests/test_servable.py,
 tests/test_servable_pipeline.py, tests/test_convert.py).
@@ -74,7 +74,10 @@ def test_run_publishes_the_large_model_as_a_plain_pb_that_stock_tensorflow_serve
 @pytest.mark.slow
 def test_convert_of_the_large_cpb(tmp_path, capsys):
     image_dir = tmp_path / "image"
-    imageformat.save(demo_models.large_constants(), image_dir)
+    (job,) = parse_jobs({"registry": str(tmp_path / "registry"), "jobs": [_large_job(tmp_path / "registry")]})
+    traced = trace_stage.trace_model(to_task(job, work_root=str(tmp_path / "trace"), run_id="image"))
+    imageformat.save(traced.model, image_dir, signatures=traced.functions)  # the image format: constants inside
+    del traced
     described = loadability.describe(image_dir)
     assert described.form == loadability.IMAGE and described.program_bytes > 2**31
     gc.collect()

@@ -350,7 +350,8 @@ def test_model_past_2gib_is_exported_split_and_verified(tmp_path):
     """The demo's --large job (three 800 MB constants): about 3 minutes and 12 GiB of RAM."""
     from tf_bigexport.pipeline.demo_models import demo_jobs
     document = demo_jobs(str(tmp_path / "reg"), large=True)
-    document["jobs"] = [j for j in document["jobs"] if j["name"] == "large"]
+    # format: image (the default, auto, publishes the servable form: tests/test_large_servable.py)
+    document["jobs"] = [dict(j, format="image") for j in document["jobs"] if j["name"] == "large"]
     jobs = parse_jobs(document, source="demo")
     [outcome] = run_export(jobs, ["--work_dir", str(tmp_path / "work")])
     assert outcome["status"] == "published", outcome
