@@ -5,8 +5,6 @@ publish a model quickly. Failures raise instead of being tagged.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 from tf_bigexport.pipeline.graph import to_task
 from tf_bigexport.pipeline.jobs import JobSpec
 from tf_bigexport.transforms import commit, fingerprint, stage, verify
@@ -26,8 +24,3 @@ def export_directly(job: JobSpec, *, work_root: str, run_id: str,
     state = verify.verify(state)
     return commit.commit(state)
 
-
-def export_all_directly(jobs: Sequence[JobSpec], *, work_root: str, run_id: str,
-                        storage_options: dict | None = None) -> list[ExportState]:
-    return [export_directly(job, work_root=work_root, run_id=run_id, storage_options=storage_options)
-            for job in jobs]
