@@ -56,6 +56,10 @@ class _ConsoleHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+def _from_beam(record: logging.LogRecord) -> bool:
+    return f"{os.sep}apache_beam{os.sep}" in (record.pathname or "")
+
+
 class _ShownRecords(logging.Filter):
     """Ours always; others' warnings (everything with --verbose); Beam worker entries unwrapped."""
 
@@ -69,7 +73,11 @@ class _ShownRecords(logging.Filter):
             return self._worker_entry(record, entry)
         if record.name.split(".")[0] == LOGGER_NAME:
             return True
-        return self._verbose or record.levelno >= logging.WARNING  # storage's own INFO lines too
+        if self._verbose:
+            return True
+        if record.name == "root" and record.levelno < logging.ERROR and _from_beam(record):
+            return False  # Beam's import-time notes on the root logger ("apitools not found, ...")
+        return record.levelno >= logging.WARNING  # storage's own INFO lines too
 
     def _worker_entry(self, record: logging.LogRecord, text: str) -> bool:
         """A Beam worker's LogEntry, logged as text by the runner: show its message if it is one of

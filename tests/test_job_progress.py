@@ -142,7 +142,24 @@ def test_multi_processing_keeps_every_jobs_lines_and_no_worker_noise(tmp_path):
             done = [line for line in err.splitlines() if f"job={name} stage={stage} status=done" in line]
             assert len(done) == 1, (name, stage, err)
     for noise in ("Discarding unparseable args", "oneDNN", "absl::InitializeLog", "severity:", "Worker:",
-                  ".staging/"):
+                  ".staging/", "apitools not found"):
         assert noise not in err, (noise, err)
     lines = [line.split(" ", 1)[1] for line in err.splitlines() if line.strip()]
     assert len(lines) == len(set(lines)), err  # nothing twice
+
+
+def test_beams_import_notes_on_the_root_logger_show_only_with_verbose():
+    """Beam logs "apitools not found, ..." on the root logger when its GCP clients are imported
+    (the demo does): noise to a user, shown with -v like other libraries' notes."""
+    import logging
+
+    from tf_bigexport.pipeline import logs
+
+    def record(path: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("root", level, path, 33, "apitools not found, ...", None, None)
+
+    beam = os.path.join(os.sep, "venv", "site-packages", "apache_beam", "io", "gcp", "internal", "__init__.py")
+    assert not logs._ShownRecords(verbose=False).filter(record(beam))
+    assert logs._ShownRecords(verbose=True).filter(record(beam))
+    assert logs._ShownRecords(verbose=False).filter(record(beam, logging.ERROR))
+    assert logs._ShownRecords(verbose=False).filter(record(os.path.join(os.sep, "user", "code.py")))
