@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 
 FRAMEWORK = "libtensorflow_framework.so.2"
@@ -20,7 +21,8 @@ FRAMEWORK = "libtensorflow_framework.so.2"
 # names only the framework library (enough for custom ops, not for running graphs).
 CC_LIBRARY = "libtensorflow_cc.so.2"
 # TensorFlow's Merger and the ChunkMetadata message, which the loader builds on. Not every
-# wheel ships them: TensorFlow 2.16's has no tensorflow/tools/proto_splitter/ headers at all.
+# wheel ships them: the wheels of TensorFlow 2.16 to 2.18 have no proto_splitter headers, and
+# 2.19's merge.h includes Riegeli headers the wheel does not ship.
 REQUIRED_HEADERS = ("tensorflow/tools/proto_splitter/merge.h", "tensorflow/tools/proto_splitter/chunk.pb.h")
 MISSING_EXIT = 3
 
@@ -33,8 +35,20 @@ def tensorflow_dir() -> str:
 
 
 def missing_headers() -> list[str]:
+    """Required headers the wheel lacks, and headers they include that it lacks (TensorFlow
+    2.19's merge.h includes Riegeli's, which its wheel does not ship)."""
     include = os.path.join(tensorflow_dir(), "include")
-    return [h for h in REQUIRED_HEADERS if not os.path.exists(os.path.join(include, h))]
+    missing = []
+    for header in REQUIRED_HEADERS:
+        path = os.path.join(include, header)
+        if not os.path.exists(path):
+            missing.append(header)
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            included = re.findall(r'^\s*#\s*include\s+"([^"]+)"', f.read(), flags=re.M)
+        missing += [f"{name} (included by {header})" for name in included
+                    if not os.path.exists(os.path.join(include, name))]
+    return missing
 
 
 def check() -> int:
