@@ -350,3 +350,18 @@ def test_forged_metadata_never_crashes_the_cc_reader(cc_build, scaler_cpb, tmp_p
     errors = [line for line in lines if ": error: " in line]
     assert all(f"{d}/saved_model.cpb" in line for d, line in zip(dirs, lines) if ": error: " in line)
     assert len(dirs) > 50 and len(errors) > len(dirs) // 2  # most forgeries are refused
+
+
+def test_wheels_without_the_mergers_headers_are_named(tmp_path):
+    """cc/tf_flags.py --check: what `make cc` and these tests rely on to refuse TensorFlow 2.16-2.19."""
+    import runpy
+    flags = runpy.run_path(str(Path(__file__).resolve().parents[1] / "cc" / "tf_flags.py"))
+    splitter = tmp_path / "tensorflow" / "include" / "tensorflow" / "tools" / "proto_splitter"
+    check = flags["missing_headers"]
+    check.__globals__["tensorflow_dir"] = lambda: str(tmp_path / "tensorflow")
+    assert check() == ["tensorflow/tools/proto_splitter/merge.h", "tensorflow/tools/proto_splitter/chunk.pb.h"]
+    splitter.mkdir(parents=True)
+    (splitter / "chunk.pb.h").write_text('#include <string>\n')
+    (splitter / "merge.h").write_text('#include "riegeli/bytes/fd_reader.h"  // from @riegeli\n'
+                                      '#include "tensorflow/tools/proto_splitter/chunk.pb.h"\n')
+    assert check() == ["riegeli/bytes/fd_reader.h (included by tensorflow/tools/proto_splitter/merge.h)"]
