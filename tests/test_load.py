@@ -45,6 +45,8 @@ def _kind(cmdline: str) -> str:
         return "beam_worker"
     if "reload_check" in cmdline or "tf_bigexport.transforms.reload" in cmdline:
         return "reload_check"
+    if "trace_and_save_child" in cmdline:
+        return "trace_and_save"  # the process that builds, traces and saves one model
     if "-m tf_bigexport" in cmdline:
         return "pipeline_main"
     return "other"
