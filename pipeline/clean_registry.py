@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from tf_bigexport.byte_sizes import human_bytes
+from tf_bigexport.local_files import is_temporary_name
 from tf_bigexport.pipeline.exit_codes import ExitCode
 
 DEFAULT_AGE = "7d"
@@ -58,8 +59,8 @@ def stale_work_dirs(root: str, older_than: float, now: float) -> list[tuple[str,
             continue
         jobs = [os.path.join(path, j) for j in os.listdir(path) if os.path.isdir(os.path.join(path, j))]
         ours = os.path.isdir(os.path.join(path, "outcomes")) or any(
-            os.path.exists(os.path.join(j, RECEIPT)) or any(n.startswith(f".{SAVED_MODEL_DIRNAME}.tmp-")
-                                                                  for n in os.listdir(j)) for j in jobs)
+            os.path.exists(os.path.join(j, RECEIPT))
+            or any(is_temporary_name(n, of=SAVED_MODEL_DIRNAME) for n in os.listdir(j)) for j in jobs)
         stats = [os.lstat(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files]
         newest = max((s.st_mtime for s in stats), default=os.lstat(path).st_mtime)
         if ours and now - newest > older_than:

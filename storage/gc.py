@@ -21,11 +21,11 @@ longest publish.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from tf_bigexport.local_files import is_temporary_name
 from tf_bigexport.savedmodel_files import PROGRAM_FILES
 
 from .errors import StorageError
@@ -35,7 +35,6 @@ from .staging import DRAFTS_DIR, STAGING_DIR
 from .versions import CLAIMS_DIR
 
 log = logging.getLogger("storage")
-TEMP_FILE = re.compile(r"\..+\.tmp-[0-9a-f]{12}")  # tf_bigexport.local_files.temporary_sibling
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def find_garbage(registry, older_than: float, now: float | None = None) -> Surve
     temp: list[str] = []
     for rel in everything:
         parts = rel.split("/")
-        if TEMP_FILE.fullmatch(parts[-1]):
+        if is_temporary_name(parts[-1]):
             temp.append(rel)
         elif parts[0] == STAGING_DIR and len(parts) >= 3:
             if parts[1] == DRAFTS_DIR:

@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from typing import Iterator
 
 
+_TEMPORARY_NAME = re.compile(r"\.(?P<of>.+)\.tmp-[0-9a-f]{12}")
+
+
 def temporary_sibling(path: str) -> str:
     head, tail = os.path.split(path)
     return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:12]}")
+
+
+def is_temporary_name(name: str, of: str | None = None) -> bool:
+    """Whether ``name`` is one temporary_sibling makes (for a file named ``of``, if given):
+    what an interrupted write leaves behind, for gc to find."""
+    match = _TEMPORARY_NAME.fullmatch(name)
+    return match is not None and (of is None or match.group("of") == of)
 
 
 @contextlib.contextmanager
