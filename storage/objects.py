@@ -3,7 +3,7 @@
 Like Beam's FileSystems, one narrow interface over whatever fsspec opens
 (local disk, gs://, s3://, memory://), with what every caller needs done once:
 
-- every backend call runs under the one retry layer (transfer.with_retries);
+- every backend call runs under the one retry layer (retry.with_retries);
 - metadata reads drop fsspec's listing cache first: other publishers change
   the bucket behind our back;
 - local writes are atomic (tf_bigexport.local_files); object writes are whole
@@ -91,54 +91,41 @@ class Store:
         return with_retries(action, f"{what} {self.uri_of(path) if path.startswith(self.root) else path}",
                             self.retry, self.redactor.describe)
 
-    # -- metadata
-    def info(self, path: str) -> dict | None:
-        def action():
+    def _fresh(self, what: str, path: str, action: Callable[[], T], missing: T) -> T:
+        """`action()` with fsspec's cache of `path` dropped first (other publishers change the
+        bucket behind our back), `missing` if the object is absent."""
+        def attempt() -> T:
             self.fs.invalidate_cache(path)
             try:
-                found = self.fs.info(path)
+                return action()
             except FileNotFoundError:
-                return None
-            return found if found.get("type") == "file" else None
-        return self._call("stat", path, action)
+                return missing
+        return self._call(what, path, attempt)
+
+    # -- metadata
+    def info(self, path: str) -> dict | None:
+        found = self._fresh("stat", path, lambda: self.fs.info(path), None)
+        return found if found is not None and found.get("type") == "file" else None
 
     def list_names(self, directory: str) -> list[str]:
         """Base names of the direct children of `directory` ([] when absent)."""
-        def action():
-            self.fs.invalidate_cache(directory)
-            try:
-                entries = self.fs.ls(directory, detail=False)
-            except FileNotFoundError:
-                return []
-            return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries} - {""})
-        return self._call("list", directory, action)
+        entries = self._fresh("list", directory, lambda: self.fs.ls(directory, detail=False), [])
+        return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries} - {""})
 
     def find_files(self, directory: str) -> dict[str, dict]:
         """All files under `directory`, keyed by path relative to it, with their info."""
-        def action():
-            self.fs.invalidate_cache(directory)
-            try:
-                found = self.fs.find(directory, detail=True)
-            except FileNotFoundError:
-                return {}
-            prefix = self.fs._strip_protocol(directory).rstrip("/") + "/"
-            out = {}
-            for name, info in found.items():
-                name = self.fs._strip_protocol(name)
-                if info.get("type") == "file" and name.startswith(prefix):
-                    out[name[len(prefix):]] = info
-            return out
-        return self._call("list", directory, action)
+        found = self._fresh("list", directory, lambda: self.fs.find(directory, detail=True), {})
+        prefix = self.fs._strip_protocol(directory).rstrip("/") + "/"
+        out = {}
+        for name, info in found.items():
+            name = self.fs._strip_protocol(name)
+            if info.get("type") == "file" and name.startswith(prefix):
+                out[name[len(prefix):]] = info
+        return out
 
     # -- reads
     def read_bytes(self, path: str) -> bytes | None:
-        def action():
-            self.fs.invalidate_cache(path)
-            try:
-                return self.fs.cat_file(path)
-            except FileNotFoundError:
-                return None
-        return self._call("read", path, action)
+        return self._fresh("read", path, lambda: self.fs.cat_file(path), None)
 
     def read_many(self, paths: list[str]) -> dict[str, bytes]:
         """Several small objects at once (concurrently on async backends); absent ones are left out."""
@@ -224,33 +211,19 @@ class Store:
         def action():
             if callback is not None:
                 callback.restart()
-            if self.is_local:  # a new file renamed into place: never rewrite one in place
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with local_files.replacing(path) as temporary:
-                    shutil.copyfile(local, temporary)
+            if self.is_local:
+                _copy_local(local, path)
             else:
                 self.fs.put_file(local, path, **({} if callback is None else {"callback": callback}))
         self._call("upload", path, action)
 
     def copy(self, src: str, dst: str) -> None:
         """Server-side copy of one object; locally a new file renamed into place."""
-        def action():
-            if not self.is_local:
-                self.fs.cp_file(src, dst)
-                return
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            with local_files.replacing(dst) as temporary:
-                shutil.copyfile(src, temporary)
-        self._call("copy", dst, action)
+        self._call("copy", dst, lambda: _copy_local(src, dst) if self.is_local else self.fs.cp_file(src, dst))
 
     def remove_file(self, path: str) -> None:
-        def action():
-            try:
-                self.fs.rm_file(path)
-            except FileNotFoundError:
-                pass
-            self.fs.invalidate_cache(path)
-        self._call("delete", path, action)
+        self._fresh("delete", path, lambda: self.fs.rm_file(path), None)
+        self.fs.invalidate_cache(path)
 
     def remove_empty_dir(self, directory: str) -> None:
         """Local directories outlive their files; object stores have none to remove."""
@@ -259,14 +232,15 @@ class Store:
                 os.rmdir(directory)
 
     def remove_tree(self, directory: str) -> None:
-        def action():
-            self.fs.invalidate_cache(directory)
-            try:
-                self.fs.rm(directory, recursive=True)
-            except FileNotFoundError:
-                pass
-            self.fs.invalidate_cache(directory)
-        self._call("delete", directory, action)
+        self._fresh("delete", directory, lambda: self.fs.rm(directory, recursive=True), None)
+        self.fs.invalidate_cache(directory)
+
+
+def _copy_local(src: str, dst: str) -> None:
+    """A new file renamed into place: never rewrite one in place."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with local_files.replacing(dst) as temporary:
+        shutil.copyfile(src, temporary)
 
 
 CREDENTIALS_HINT = ("pass credentials as storage options (--storage_options JSON or $TF_BIGEXPORT_STORAGE_OPTIONS, "
