@@ -30,8 +30,8 @@ from tf_bigexport.savedmodel_files import PROGRAM_FILES
 
 from .errors import StorageError
 from .names import model_name_problem, parse_version
+from .publication import DRAFTS_DIR, STAGING_DIR
 from .record import RELEASES_DIR, ReleaseRecord
-from .staging import DRAFTS_DIR, STAGING_DIR
 from .versions import CLAIMS_DIR
 
 log = logging.getLogger("storage")

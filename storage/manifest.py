@@ -18,6 +18,7 @@ from tf_bigexport.savedmodel_files import PROGRAM_FILES
 
 from .errors import StorageError
 from .names import validate_relative_path
+from .progress import Progress
 from .transfer import run_parallel
 
 READ_CHUNK = 8 << 20
@@ -86,14 +87,23 @@ class Checksummer:
         return self._sha.hexdigest()
 
 
-def checksum_stream(stream: BinaryIO, chunk_size: int = READ_CHUNK) -> Checksummer:
-    """Read `stream` to the end in chunks (never whole), returning its checksums."""
+def checksum_stream(stream: BinaryIO, chunk_size: int = READ_CHUNK,
+                    progress: Progress | None = None) -> Checksummer:
+    """Read `stream` to the end in chunks (never whole), returning its checksums.
+
+    `progress` counts the bytes read, and takes them back if the read fails: a retry reads them again.
+    """
     summer = Checksummer()
-    while True:
-        chunk = stream.read(chunk_size)
-        if not chunk:
-            return summer
-        summer.update(chunk)
+    try:
+        while chunk := stream.read(chunk_size):
+            summer.update(chunk)
+            if progress is not None:
+                progress.add_bytes(len(chunk))
+    except BaseException:
+        if progress is not None:
+            progress.add_bytes(-summer.size)
+        raise
+    return summer
 
 
 def entry_for_file(local_path: str, rel_path: str) -> FileEntry:

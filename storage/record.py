@@ -113,16 +113,13 @@ class ReleaseRecord:
             raise StorageError(f"{where}: schema is {data.get('schema')!r}, expected one of "
                                f"{', '.join(map(repr, READABLE_RECORD_SCHEMAS))}")
         try:
+            known = {k: data.get(k) for k in RELEASE_INFO_FIELDS}
+            known["loadable_by_stock_tensorflow"] = loadable_by_stock_tensorflow(data)
             return cls(
                 model_name=data["model_name"], version=int(data["version"]), uri=data["uri"],
                 job_key=data["job_key"], files=[FileEntry.from_dict(f) for f in data["files"]],
-                fingerprint=data.get("fingerprint"), signatures=data.get("signatures"),
-                tensorflow_version=data.get("tensorflow_version"),
-                job_spec_sha256=data.get("job_spec_sha256"),
-                loadable_by_stock_tensorflow=loadable_by_stock_tensorflow(data),
-                loading=data.get("loading"), converted_from=data.get("converted_from"),
                 created=data.get("created", ""), committed=data.get("committed", ""),
-                extra=dict(data.get("extra") or {}), schema=data["schema"],
+                extra=dict(data.get("extra") or {}), schema=data["schema"], **known,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"{where}: malformed field: {exc!r}") from None

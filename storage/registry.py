@@ -23,17 +23,15 @@ import os
 import uuid
 from typing import Callable
 
-from .commit import is_complete
 from .errors import Mismatch, StorageError, VerificationError, VersionConflictError
 from .manifest import Manifest, build_manifest
 from .names import validate_job_key, validate_model_name, validate_version
 from .objects import Store, open_store
-from .publication import Publication
+from .publication import Publication, draft_path, is_complete
 from .record import ReleaseRecord, ReleaseStore
 from .redact import Redactor, guarded
 from .release_state import CLAIMED, DAMAGED, FREE, ORPHANED, PUBLISHED, UNRECORDED, VersionState
 from .retry import RetryPolicy
-from .staging import draft_path
 from .verify import check_entries
 from .versions import VersionClaims, VersionPolicy
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import Mismatch
-from .manifest import READ_CHUNK, Checksummer, FileEntry
+from .manifest import FileEntry, checksum_stream
 from .progress import Progress
 from .transfer import run_parallel
 
@@ -26,30 +26,12 @@ def native_crc32c(info: dict) -> str | None:
 
 def reread_mismatches(store: "Store", path: str, entry: FileEntry,
                       progress: Progress | None = None) -> list[Mismatch]:
-    def checksum(stream) -> Checksummer:
-        summer = Checksummer()
-        try:
-            while chunk := stream.read(READ_CHUNK):
-                summer.update(chunk)
-                if progress is not None:
-                    progress.add_bytes(len(chunk))
-        except BaseException:
-            if progress is not None:
-                progress.add_bytes(-summer.size)  # a retry reads the file again
-            raise
-        return summer
-
-    summer = store.read_stream(path, checksum)
+    summer = store.read_stream(path, lambda stream: checksum_stream(stream, progress=progress))
     if progress is not None:
         progress.file_done(entry.path, summer.size)
-    out = []
-    if summer.size != entry.size:
-        out.append(Mismatch(entry.path, "size", entry.size, summer.size))
-    if summer.crc32c != entry.crc32c:
-        out.append(Mismatch(entry.path, "crc32c", entry.crc32c, summer.crc32c))
-    if summer.sha256 != entry.sha256:
-        out.append(Mismatch(entry.path, "sha256", entry.sha256, summer.sha256))
-    return out
+    return [Mismatch(entry.path, reason, expected, actual) for reason, expected, actual in (
+        ("size", entry.size, summer.size), ("crc32c", entry.crc32c, summer.crc32c),
+        ("sha256", entry.sha256, summer.sha256)) if expected != actual]
 
 
 def check_entries(store: "Store", base: str, entries: list[FileEntry], infos: dict[str, dict], *,

@@ -290,7 +290,7 @@ def test_registry_bucket_is_uniform_versioned_and_drops_stale_staging():
     # The prefix is the storage layer's staging folder under the registry prefix.
     [local] = terraform_files()["main.tf"]["locals"]
     assert local["staging_prefix"] == "${var.registry_prefix}/.staging/"
-    from tf_bigexport.storage.staging import staging_path
+    from tf_bigexport.storage.publication import staging_path
     from tf_bigexport.storage import open_store
     store = open_store("memory://tf-infra/models")
     assert staging_path(store, "job.1").startswith(store.join(".staging") + "/")
