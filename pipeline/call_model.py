@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tf_bigexport.pipeline.call_inputs import InputError, collect_inputs
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.locations import local_model_dir
 from tf_bigexport.pipeline.logs import native_stderr_silenced
 
@@ -62,8 +62,7 @@ def call_command(args) -> int:
     try:
         feeds = collect_inputs(args.inputs, args.input_exprs, args.input_examples)
     except InputError as e:
-        print(f"call: {e}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(f"call: {e}", ExitCode.USAGE)
     tags = args.tag_set.split(",") if args.tag_set else None
     try:
         # TensorFlow's C++ runtime writes its own copy of a model error to fd 2: one line is ours.
@@ -73,8 +72,7 @@ def call_command(args) -> int:
             for path in write_outputs(outputs, args.outdir, args.overwrite):
                 print(f"wrote {path}")
     except InputError as e:
-        print(f"call: {e}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(f"call: {e}", ExitCode.USAGE)
     except Exception as e:  # noqa: BLE001 - the model's own errors too: one line, the traceback with -v
         print(f"call: {args.path}: {_one_line(e)}", file=sys.stderr)
         if getattr(args, "verbose", False):

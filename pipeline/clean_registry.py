@@ -15,7 +15,7 @@ import time
 
 from tf_bigexport.byte_sizes import human_bytes
 from tf_bigexport.local_files import is_temporary_name
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 
 DEFAULT_AGE = "7d"
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)", re.ASCII)
@@ -78,8 +78,7 @@ def gc_command(args) -> int:
         registry = storage.Registry(args.registry, storage_options=storage_options_from(None))
         survey = find_garbage(registry, older_than, now)
     except storage.StorageError as e:
-        print(f"gc: refusing to run: {e}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(f"gc: refusing to run: {e}")
     work = stale_work_dirs(args.work_root or default_work_root(), older_than, now)
     verb = "removing" if args.apply else "would remove"
     for item in survey.garbage:
@@ -97,8 +96,7 @@ def gc_command(args) -> int:
     try:
         removed = collect(registry, survey)
     except storage.StorageError as e:
-        print(f"gc: {e}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(f"gc: {e}")
     for path, _ in work:
         shutil.rmtree(path, ignore_errors=True)
     print(f"removed {len(removed) + len(work)} item(s), {human_bytes(total)}")

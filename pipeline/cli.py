@@ -18,7 +18,7 @@ import sys
 from typing import Callable
 
 from tf_bigexport.pipeline.argparsing import StrictParser, UsageError, canonical, refuse_extras, typed_spellings
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 
 # Kept for callers of the CLI module; commands use ExitCode.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_REGISTERED = (
@@ -210,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as e:
         prog = e.prog or PROG
-        print(f"{prog}: error: {e}\n(see `{prog} --help`)", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(f"{prog}: error: {e}\n(see `{prog} --help`)", ExitCode.USAGE)
     from tf_bigexport.pipeline import logs
     logs.configure(args.verbose)
     command = _BY_NAME[args.command]
@@ -222,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # TensorFlow runs in the command's child processes: check the installed one without importing it
             tf_version.check_installed()
     except tf_version.UnsupportedTensorFlowError as error:
-        print(f"tf-bigexport: {error}", file=sys.stderr)
-        return ExitCode.ENVIRONMENT
+        return fail(f"tf-bigexport: {error}", ExitCode.ENVIRONMENT)
     try:
         module_name, _, function_name = command.handler.partition(":")
         return getattr(importlib.import_module(module_name), function_name)(args)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 from typing import Any, Iterator
 
 import numpy as np
 
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
 from tf_bigexport.storage.uris import is_remote
 from tf_bigexport.pipeline.options import new_run_id, storage_options_from
@@ -35,21 +34,17 @@ def convert_command(args) -> int:
     from tf_bigexport.imageformat.conversion import NotConvertibleError
     from tf_bigexport.storage import StorageError
     if bool(args.output) == bool(args.registry):
-        print("convert: give exactly one of --output DIR and --registry URI", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail("convert: give exactly one of --output DIR and --registry URI", ExitCode.USAGE)
     if args.output and os.path.lexists(args.output) and (not os.path.isdir(args.output) or os.listdir(args.output)):
-        print(f"convert: {args.output}: already exists and is not an empty directory", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(f"convert: {args.output}: already exists and is not an empty directory", ExitCode.USAGE)
     try:
         lines = convert_and_write(args.source, args.to, output=args.output, registry=args.registry,
                                   model=args.model, version=args.version, split_threshold=args.split_threshold,
                                   max_shard_size=args.max_shard_size)
     except (NotConvertibleError, FileNotFoundError) as error:  # no such source: nothing to convert
-        print(f"convert: {error}", file=sys.stderr)
-        return ExitCode.NOT_CONVERTIBLE
+        return fail(f"convert: {error}", ExitCode.NOT_CONVERTIBLE)
     except (OSError, ValueError, StorageError, OutputsDiffer) as error:
-        print(f"convert: {error}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(f"convert: {error}")
     print("\n".join(lines))
     return ExitCode.OK
 
@@ -147,17 +142,11 @@ def _signature_defs(model_dir: str) -> dict[str, Any]:
             if not key.startswith("__")}
 
 
-def _spec(name: str, info: Any) -> dict[str, Any]:
-    import tensorflow as tf
-    shape = None if info.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None
-                                                         for d in info.tensor_shape.dim]
-    return {"dtype": tf.as_dtype(info.dtype).name, "shape": shape}
-
-
 def signature_summary(model_dir: str) -> dict[str, Any]:
     """Signature key -> inputs/outputs (name -> dtype, shape), as `run` records them."""
-    return {key: {"inputs": {n: _spec(n, i) for n, i in sorted(sig.inputs.items())},
-                  "outputs": {n: _spec(n, i) for n, i in sorted(sig.outputs.items())}}
+    from tf_bigexport.pipeline.inspect_model import tensor_spec
+    return {key: {"inputs": {n: tensor_spec(i) for n, i in sorted(sig.inputs.items())},
+                  "outputs": {n: tensor_spec(i) for n, i in sorted(sig.outputs.items())}}
             for key, sig in _signature_defs(model_dir).items()}
 
 

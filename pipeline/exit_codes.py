@@ -1,7 +1,9 @@
-"""Exit statuses of the tf-bigexport command (one module so commands need not import the CLI)."""
+"""Exit statuses of the tf-bigexport command, and `fail` to report one (a module of its own so
+commands need not import the CLI)."""
 from __future__ import annotations
 
 import enum
+import sys
 
 
 class ExitCode(enum.IntEnum):
@@ -11,3 +13,9 @@ class ExitCode(enum.IntEnum):
     NOT_REGISTERED = 3  # everything published, but some model registry failed: retry with `register`
     ENVIRONMENT = 4  # TensorFlow missing or outside the supported range (2.16 to 2.21): nothing was done
     NOT_CONVERTIBLE = 5  # `convert`: the source cannot take that form; nothing written or published
+
+
+def fail(message: object, status: ExitCode = ExitCode.FAILED) -> ExitCode:
+    """Prints ``message`` on stderr; returns ``status`` for the command to exit with."""
+    print(message, file=sys.stderr)
+    return status

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.jobs import JobSpec
 from tf_bigexport.pipeline.logs import progress
 from tf_bigexport.pipeline.options import ResolvedRun, RunOptions, build_options, parse_run_options
@@ -104,8 +104,6 @@ def _tidy_work_dir(run: ResolvedRun, outcomes: list[dict[str, Any]]) -> None:
 
 def run_command(args) -> int:
     """`run --jobs FILE [--registry URI] [beam options]`: exit 1 if any job failed, 2 on a bad jobs file."""
-    import sys
-
     from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file
     from tf_bigexport.pipeline.preflight import PreflightError
     from tf_bigexport.pipeline.summary import format_summary
@@ -113,16 +111,13 @@ def run_command(args) -> int:
     try:
         jobs = load_jobs_file(args.jobs, default_registry=args.registry)
     except JobsFileError as e:
-        print(e, file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(e, ExitCode.USAGE)
     try:
         outcomes = run_export(jobs, args.run_options)
     except PreflightError as e:
-        print(e, file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(e, ExitCode.USAGE)
     except ValueError as e:  # bad pipeline options, named by Beam or by us
-        print(f"run: {e}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(f"run: {e}", ExitCode.USAGE)
     print(format_summary(outcomes))
     if not all(o["status"] == "published" for o in outcomes):
         return ExitCode.FAILED

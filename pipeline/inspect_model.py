@@ -4,11 +4,10 @@ and never runs model code."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from tf_bigexport.imageformat.fingerprints import HASH_FIELDS, fingerprint_dict
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport import storage
 from tf_bigexport.pipeline.locations import list_files, open_file
 from tf_bigexport.savedmodel_files import FINGERPRINT_PB as FINGERPRINT_FILE
@@ -129,17 +128,22 @@ def _chunk_layout(metadata) -> dict[str, Any]:
             "chunks": chunks, "chunked_fields": fields}
 
 
-def _tensor_info(info) -> dict[str, Any]:
-    """dtype and shape as the release record writes them: "float32", null for an unknown dimension."""
+def tensor_spec(info) -> dict[str, Any]:
+    """A TensorInfo's dtype and shape as the release record writes them: "float32", null for an
+    unknown dimension (`convert` records them so too)."""
     import tensorflow as tf
     shape = None if info.tensor_shape.unknown_rank else [None if d.size < 0 else d.size
                                                          for d in info.tensor_shape.dim]
-    kind = info.WhichOneof("encoding")
     try:
         dtype = tf.dtypes.as_dtype(info.dtype).name
     except TypeError:  # an enum value TensorFlow does not know
         dtype = f"unknown ({info.dtype})"
-    return {"dtype": dtype, "shape": shape, "name": info.name if kind == "name" else f"<{kind}>"}
+    return {"dtype": dtype, "shape": shape}
+
+
+def _tensor_info(info) -> dict[str, Any]:
+    kind = info.WhichOneof("encoding")
+    return {**tensor_spec(info), "name": info.name if kind == "name" else f"<{kind}>"}
 
 
 def _meta_graph_summary(meta_graph, list_ops: bool = False) -> dict[str, Any]:
@@ -256,11 +260,9 @@ def inspect_command(args) -> int:
         desc = describe_model(args.path, tag_set=args.tag_set, signature_def=args.signature_def,
                               list_ops=args.list_ops)
     except InspectError as e:
-        print(f"inspect: {e}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(f"inspect: {e}", ExitCode.USAGE)
     except (OSError, ValueError) as e:
-        print(f"inspect: {e}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(f"inspect: {e}")
     if args.json:
         if desc["chunk_layout"] is not None and not args.chunks:
             layout = desc["chunk_layout"]

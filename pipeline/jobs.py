@@ -176,6 +176,13 @@ class _Problems:
             where += f" field {field!r}" if job is not None else f": field {field!r}"
         self.lines.append(f"{where}: {reason}")
 
+    def unknown_fields(self, job: str | None, mapping: Mapping, known, prefix: str = "") -> bool:
+        """One line per key of ``mapping`` outside ``known``; True if there was any."""
+        extra = sorted(set(mapping) - set(known), key=str)
+        for key in extra:
+            self.add(job, f"{prefix}{key}", f"unknown field{_suggest(key, known)}")
+        return bool(extra)
+
 
 def load_jobs_file(path: str | os.PathLike, default_registry: str | None = None) -> list[JobSpec]:
     """Reads and validates a YAML/JSON jobs file; raises JobsFileError listing every problem.
@@ -201,8 +208,7 @@ def parse_jobs(document: Any, *, source: str = "<jobs>", base_dir: str = ".",
     if not isinstance(document, Mapping):
         problems.add(None, None, f"top level must be a mapping with a 'jobs' list, got {_kind(document)}")
         raise JobsFileError(problems.lines)
-    for key in sorted(set(document) - _TOP_FIELDS, key=str):
-        problems.add(None, str(key), f"unknown field{_suggest(key, _TOP_FIELDS)}")
+    problems.unknown_fields(None, document, _TOP_FIELDS)
     file_registry = document.get("registry")
     if file_registry is not None and not _nonempty_str(file_registry):
         problems.add(None, "registry", "must be a non-empty string (a URI or directory)")
@@ -241,8 +247,7 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
         problems.add(name, "name", f"use {MODEL_NAME_RULE} (it becomes a directory name)")
     else:
         label = name
-    for key in sorted(set(raw) - _JOB_FIELDS, key=str):
-        problems.add(label, str(key), f"unknown field{_suggest(key, _JOB_FIELDS)}")
+    problems.unknown_fields(label, raw, _JOB_FIELDS)
 
     factory = raw.get("factory")
     if not _nonempty_str(factory):
@@ -285,10 +290,8 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
         problems.add(label, "registry", "no registry: set it on the job, at the top of the file, or pass --registry")
     elif not _nonempty_str(registry):
         problems.add(label, "registry", "must be a non-empty string (a URI or directory)")
-    else:
-        unusable = uri_problem(registry)  # the storage layer's own rule, checked before any job runs
-        if unusable:
-            problems.add(label, "registry", unusable)
+    elif unusable := uri_problem(registry):  # the storage layer's own rule, checked before any job runs
+        problems.add(label, "registry", unusable)
 
     tags = raw.get("tags", {}) or {}
     if not isinstance(tags, Mapping):
@@ -330,8 +333,7 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
         inputs_as = "auto"
         specs_field = field
         if isinstance(body, Mapping):
-            for extra in sorted(set(body) - _SIGNATURE_FIELDS, key=str):
-                problems.add(label, f"{field}.{extra}", f"unknown field{_suggest(extra, _SIGNATURE_FIELDS)}")
+            problems.unknown_fields(label, body, _SIGNATURE_FIELDS, f"{field}.")
             method = body.get("method", DEFAULT_METHOD)
             if not isinstance(method, str) or not (method == DEFAULT_METHOD or _IDENTIFIER.fullmatch(method)):
                 problems.add(label, f"{field}.method", f"must be a method name, got {method!r}")
@@ -359,10 +361,7 @@ def _parse_spec(raw: Any, field: str, label: str, problems: _Problems) -> Tensor
     if not isinstance(raw, Mapping):
         problems.add(label, field, f"must be a mapping {{name, dtype, shape}}, got {_kind(raw)}")
         return None
-    ok = True
-    for extra in sorted(set(raw) - _SPEC_FIELDS, key=str):
-        problems.add(label, f"{field}.{extra}", f"unknown field{_suggest(extra, _SPEC_FIELDS)}")
-        ok = False
+    ok = not problems.unknown_fields(label, raw, _SPEC_FIELDS, f"{field}.")
     name = raw.get("name")
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         problems.add(label, f"{field}.name", f"must be an identifier, got {name!r}")
@@ -409,8 +408,7 @@ def _parse_sample_inputs(raw: Any, signatures: tuple[SignatureDecl, ...], label:
             if not isinstance(gen, Mapping):
                 problems.add(label, f"{field}.generate", "must be a mapping {seed, batch}")
                 continue
-            for extra in sorted(set(gen) - _GENERATE_FIELDS, key=str):
-                problems.add(label, f"{field}.generate.{extra}", f"unknown field{_suggest(extra, _GENERATE_FIELDS)}")
+            problems.unknown_fields(label, gen, _GENERATE_FIELDS, f"{field}.generate.")
             seed, batch = gen.get("seed", 0), gen.get("batch", 1)
             if not _is_int(seed) or seed < 0:
                 problems.add(label, f"{field}.generate.seed", f"must be an integer >= 0, got {seed!r}")

@@ -64,7 +64,7 @@ def _parse_json(text: str) -> Any:
     if depth > MAX_DEPTH:
         raise JobsReadError(f"nested {depth} levels deep; at most {MAX_DEPTH} are allowed")
     try:
-        return json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
+        return json.loads(text, object_pairs_hook=_json_object, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
         raise JobsReadError(f"not valid JSON: {e}") from None
 
@@ -100,11 +100,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _json_int(text: str) -> int:
-    return _bounded_int(text, where="")
-
-
-def _bounded_int(text: str, where: str) -> int:
+def _bounded_int(text: str, where: str = "") -> int:
     if len(text.lstrip("+-")) > _MAX_INT_TEXT:
         raise JobsReadError(f"{where}integer {text[:12]}... has {len(text)} characters; "
                             f"integers must lie in {INT_RANGE[0]}..{INT_RANGE[1]}")
@@ -191,7 +187,6 @@ class _StrictLoader(yaml.SafeLoader):
         if ":" in text:  # YAML 1.1 base 60 ("1:30"); no jobs field means that
             raise JobsReadError(f"{_where(node.start_mark)}{text!r}: write the number in base 10 or quote it")
         return _bounded_int(text, where=_where(node.start_mark))
-
 
     def construct_as_text(self, node):
         return self.construct_scalar(node)

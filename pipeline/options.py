@@ -80,10 +80,10 @@ class RunOptions:
     python_path: tuple[str, ...] = ()
     beam_args: tuple[str, ...] = ()
 
-    def registration(self) -> dict[str, str]:
-        """registries.RegistrationConfig fields."""
-        return {k: v for k, v in (("mlflow_tracking_uri", self.mlflow_tracking_uri),
-                                  ("mlflow_registry_uri", self.mlflow_registry_uri)) if v}
+
+def registration_from(values: Any) -> dict[str, str]:
+    """The registries.RegistrationConfig fields set in ``values`` (RunOptions, `register`'s arguments)."""
+    return {k: getattr(values, k) for k in ("mlflow_tracking_uri", "mlflow_registry_uri") if getattr(values, k)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +237,7 @@ def build_options(run: RunOptions) -> tuple[Any, ResolvedRun]:
     resolved = ResolvedRun(
         work_dir=work_dir, run_id=run_id, outcomes_dir=outcomes_dir or os.path.join(work_dir, "outcomes"),
         work_dir_given=run.work_dir is not None, storage_options=storage_options_from(run.storage_options),
-        registration=run.registration(), python_path=tuple(os.path.abspath(p) for p in run.python_path),
+        registration=registration_from(run), python_path=tuple(os.path.abspath(p) for p in run.python_path),
         runner=standard.runner if isinstance(standard.runner, str) else type(standard.runner).__name__,
         launch_dir=os.getcwd())
     return options, resolved

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.locations import split_version_uri
-from tf_bigexport.pipeline.options import storage_options_from
+from tf_bigexport.pipeline.options import registration_from, storage_options_from
 
 
 def register_release(uri: str, registration: dict) -> list:
@@ -23,13 +23,10 @@ def register_release(uri: str, registration: dict) -> list:
 
 
 def register_command(args) -> int:
-    registration = {k: v for k, v in (("mlflow_tracking_uri", args.mlflow_tracking_uri),
-                                      ("mlflow_registry_uri", args.mlflow_registry_uri)) if v}
     try:
-        results = register_release(args.uri, registration)
+        results = register_release(args.uri, registration_from(args))
     except Exception as e:  # storage errors name the URI and what is wrong
-        print(f"register: {e}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(f"register: {e}")
     for result in results:
         print(f"{args.uri}: {result.describe()}", file=sys.stdout if result.ok else sys.stderr)
     return ExitCode.OK if all(r.ok for r in results) else ExitCode.FAILED

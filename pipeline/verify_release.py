@@ -11,7 +11,7 @@ import os
 import sys
 from typing import TextIO
 
-from tf_bigexport.pipeline.exit_codes import ExitCode
+from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
 from tf_bigexport.pipeline.logs import LOGGER_NAME
 from tf_bigexport.pipeline.options import storage_options_from
@@ -113,8 +113,7 @@ def verify_command(args) -> int:
     try:
         report, problems = verify_release(args.uri)
     except Exception as e:  # storage/format errors already name what is wrong
-        print(f"verify: {e}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(f"verify: {e}")
     print("\n".join(report))
     if problems:
         print(f"\nverify: {args.uri}: {len(problems)} problem(s):", file=sys.stderr)
