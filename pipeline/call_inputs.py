@@ -110,14 +110,9 @@ def _check_expression(node: ast.AST, text: str) -> None:
         raise InputError(f"{text!r}: {what} is not allowed in --input-exprs; {ALLOWED_EXPRESSIONS}")
 
     for child in ast.walk(node):
-        if isinstance(child, (ast.Expression, ast.Load, ast.keyword, ast.Slice) + _BINARY_OPS + _UNARY_OPS):
-            continue
-        if isinstance(child, ast.Constant):
-            continue
-        if isinstance(child, (ast.List, ast.Tuple, ast.Dict, ast.Subscript)):
-            continue
-        if isinstance(child, ast.UnaryOp) and isinstance(child.op, _UNARY_OPS):
-            continue
+        if isinstance(child, (ast.Expression, ast.Load, ast.keyword, ast.Slice, ast.Constant, ast.List, ast.Tuple,
+                              ast.Dict, ast.Subscript, ast.UnaryOp) + _BINARY_OPS + _UNARY_OPS):
+            continue  # _UNARY_OPS is every unary operator Python has
         if isinstance(child, ast.BinOp) and isinstance(child.op, _BINARY_OPS):
             # Python evaluates huge powers and string repetitions eagerly: keep them bounded.
             if isinstance(child.op, ast.Pow) and not _small_number(child.right):

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 
 from tf_bigexport.byte_sizes import human_bytes
@@ -28,10 +27,6 @@ def parse_age(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not an age: use a number with s, m, h or d (e.g. 7d)")
     return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def default_work_root() -> str:
-    return os.path.join(tempfile.gettempdir(), "tf-bigexport")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,12 +65,13 @@ def stale_work_dirs(root: str, older_than: float, now: float) -> list[tuple[str,
 
 def gc_command(args) -> int:
     from tf_bigexport import storage
-    from tf_bigexport.pipeline.options import storage_options_from
+    from tf_bigexport.pipeline.locations import open_registry
+    from tf_bigexport.pipeline.options import default_work_root
     from tf_bigexport.storage.gc import collect, find_garbage
 
     older_than, now = args.older_than, time.time()
     try:
-        registry = storage.Registry(args.registry, storage_options=storage_options_from(None))
+        registry = open_registry(args.registry)
         survey = find_garbage(registry, older_than, now)
     except storage.StorageError as e:
         return fail(f"gc: refusing to run: {e}")

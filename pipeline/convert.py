@@ -23,9 +23,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from tf_bigexport.pipeline.exit_codes import ExitCode, fail
-from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
+from tf_bigexport.pipeline.locations import local_model_dir, open_registry, split_version_uri
 from tf_bigexport.storage.uris import is_remote
-from tf_bigexport.pipeline.options import new_run_id, storage_options_from
+from tf_bigexport.pipeline.options import new_run_id
 
 GENERATED_BATCH = 2
 
@@ -106,8 +106,7 @@ def _origin(source: str) -> dict[str, Any]:
     if not is_remote(source) and not os.path.isdir(registry_uri):
         return origin
     try:
-        record = storage.Registry(registry_uri, storage_options=storage_options_from(None)).read_release_record(
-            model, version)
+        record = open_registry(registry_uri).read_release_record(model, version)
     except storage.StorageError:
         return origin  # a directory laid out like a version, without a release record
     origin.update(uri=record.uri, model_name=model, version=version,
@@ -121,7 +120,7 @@ def _publish(local_dir: str, registry_uri: str, model: str, version: str, after:
 
     from tf_bigexport import storage
     from tf_bigexport.transforms.fingerprint import read_or_write_fingerprint
-    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+    registry = open_registry(registry_uri)
     release_info = {
         "fingerprint": read_or_write_fingerprint(local_dir),
         "signatures": signature_summary(local_dir),

@@ -22,13 +22,6 @@ _CALL_EXAMPLES = {
 }
 
 
-def python_command() -> str:
-    """How to invoke this interpreter from the current directory."""
-    executable = sys.executable
-    relative = os.path.relpath(executable)
-    return relative if not relative.startswith("..") else executable
-
-
 def shown_path(path: str) -> str:
     """`path` relative to the current directory when it is below it (what a user would type)."""
     relative = os.path.relpath(path)
@@ -39,7 +32,7 @@ def next_steps(outcomes: list[dict[str, Any]], registry: str) -> str:
     published = sorted((o for o in outcomes if o["status"] == "published"), key=lambda o: o["model_name"])
     if not published:
         return "Nothing was published; see the errors above."
-    py = python_command()
+    py = shown_path(sys.executable)  # how to invoke this interpreter from here
     cli = f"{py} -m tf_bigexport"
     registry = shown_path(registry)
     lines = [f"Published to {registry}:"]

@@ -137,22 +137,19 @@ def outcome_of(element: ExportState | StageFailure) -> dict[str, Any]:
 
 
 class _WriteOutcome(beam.DoFn):
+    """One JSON object per job, written whole (an object write, or a local temp file renamed)."""
+
     def __init__(self, outcomes_dir: str, attempt: str) -> None:
         super().__init__()
         self._dir = outcomes_dir
         self._attempt = attempt
 
     def process(self, outcome: dict[str, Any]):
-        write_outcome(self._dir, {**outcome, "attempt": self._attempt})
+        from tf_bigexport import storage
+        store = storage.open_store(self._dir)
+        data = json.dumps({**outcome, "attempt": self._attempt}, indent=2, sort_keys=True, default=str)
+        store.write_bytes(store.join(f"{outcome['model_name']}.json"), data.encode("utf-8"))
         yield outcome["model_name"]
-
-
-def write_outcome(outcomes_dir: str, outcome: dict[str, Any]) -> None:
-    """One JSON object per job, written whole (an object write, or a local temp file renamed)."""
-    from tf_bigexport import storage
-    store = storage.open_store(outcomes_dir)
-    data = json.dumps(outcome, indent=2, sort_keys=True, default=str).encode("utf-8")
-    store.write_bytes(store.join(f"{outcome['model_name']}.json"), data)
 
 
 class WriteOutcomes(beam.PTransform):

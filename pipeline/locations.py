@@ -29,6 +29,11 @@ def list_files(location: str) -> list[tuple[str, int]]:
                   for rel, info in found.items())
 
 
+def open_registry(uri: str) -> storage.Registry:
+    """The registry at `uri` (a local directory or any storage URI)."""
+    return storage.Registry(uri, storage_options=storage_options_from(None))
+
+
 def local_model_dir(location: str) -> contextlib.AbstractContextManager[str]:
     """A local directory with the model's files (downloaded to a temp dir when remote)."""
     return storage.local_directory(location, storage_options_from(None))

@@ -201,9 +201,9 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def default_work_dir(run_id: str) -> str:
-    """Stable per run id, so a rerun with the same --run_id finds what the first run saved."""
-    return os.path.join(tempfile.gettempdir(), "tf-bigexport", run_id)
+def default_work_root() -> str:
+    """Where runs keep their work directories unless --work_dir says otherwise (and where gc looks)."""
+    return os.path.join(tempfile.gettempdir(), "tf-bigexport")
 
 
 def build_options(run: RunOptions) -> tuple[Any, ResolvedRun]:
@@ -223,7 +223,8 @@ def build_options(run: RunOptions) -> tuple[Any, ResolvedRun]:
     problem = run_id_problem(run_id)  # part of every job key: staging prefixes, claims
     if problem:
         raise ValueError(f"--run_id: {problem}")
-    work_dir = run.work_dir or default_work_dir(run_id)
+    # Stable per run id, so a rerun with the same --run_id finds what the first run saved.
+    work_dir = run.work_dir or os.path.join(default_work_root(), run_id)
     outcomes_dir = run.outcomes_dir
     if is_dataflow(standard.runner):
         setup = options.view_as(SetupOptions)

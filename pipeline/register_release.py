@@ -7,17 +7,16 @@ from __future__ import annotations
 import sys
 
 from tf_bigexport.pipeline.exit_codes import ExitCode, fail
-from tf_bigexport.pipeline.locations import split_version_uri
-from tf_bigexport.pipeline.options import registration_from, storage_options_from
+from tf_bigexport.pipeline.locations import open_registry, split_version_uri
+from tf_bigexport.pipeline.options import registration_from
 
 
 def register_release(uri: str, registration: dict) -> list:
     """Registers <registry>/<model>/<version> everywhere configured; returns RegistrationResults."""
-    from tf_bigexport import storage
     from tf_bigexport.registries import RegistrationConfig, register_everywhere
 
     registry_uri, model, version = split_version_uri(uri)
-    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+    registry = open_registry(registry_uri)
     record = registry.read_release_record(model, version)
     return register_everywhere(record, RegistrationConfig(**registration).adapters(registry))
 

@@ -12,9 +12,8 @@ import sys
 from typing import TextIO
 
 from tf_bigexport.pipeline.exit_codes import ExitCode, fail
-from tf_bigexport.pipeline.locations import local_model_dir, split_version_uri
+from tf_bigexport.pipeline.locations import local_model_dir, open_registry, split_version_uri
 from tf_bigexport.pipeline.logs import LOGGER_NAME
-from tf_bigexport.pipeline.options import storage_options_from
 
 
 def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> int:
@@ -45,7 +44,6 @@ def read_records_fully(path: str, name: str, stream: TextIO | None = None) -> in
 def resolve_version(uri: str):
     """(Registry, model, version, note): <registry>/<model>/<version>, or <registry>/<model> meaning its
     latest published version (the note says which)."""
-    from tf_bigexport import storage
     from tf_bigexport.storage.names import model_name_problem
     try:
         registry_uri, model, version = split_version_uri(uri)
@@ -54,15 +52,14 @@ def resolve_version(uri: str):
         if not registry_uri or registry_uri.endswith(":/") or model_name_problem(model):
             raise ValueError(f"{uri}: expected <registry>/<model>/<version>, or <registry>/<model> for its "
                              "latest version") from None
-        registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
+        registry = open_registry(registry_uri)
         versions = registry.list_versions(model)
         if not versions:
             raise ValueError(f"{uri}: model {model!r} has no published version in {registry.uri} "
                              "(expected <registry>/<model>/<version>)") from None
         return registry, model, versions[-1], (f"{uri}: verifying the latest published version, "
                                                f"{versions[-1]} (of {len(versions)})")
-    registry = storage.Registry(registry_uri, storage_options=storage_options_from(None))
-    return registry, model, version, None
+    return open_registry(registry_uri), model, version, None
 
 
 def verify_release(uri: str) -> tuple[list[str], list[str]]:

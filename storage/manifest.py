@@ -115,14 +115,10 @@ def entry_for_file(local_path: str, rel_path: str) -> FileEntry:
     return FileEntry(path=rel_path, size=summer.size, crc32c=summer.crc32c, sha256=summer.sha256)
 
 
-def _inside(path: str, root_real: str) -> bool:
-    return os.path.commonpath([path, root_real]) == root_real
-
-
 def _check_link(full: str, root_real: str) -> None:
     """Symlinks are followed only to regular files inside the export directory."""
     target = os.path.realpath(full)
-    if not _inside(target, root_real):
+    if os.path.commonpath([target, root_real]) != root_real:
         raise StorageError(f"{full}: symbolic link to {target} points outside the export directory "
                            f"{root_real}; refusing to follow it")
     if os.path.isdir(target):

@@ -59,13 +59,9 @@ class Store:
 
     # -- layout
     @property
-    def protocol(self) -> str:
-        proto = self.fs.protocol
-        return proto[0] if isinstance(proto, (tuple, list)) else proto
-
-    @property
     def is_local(self) -> bool:
-        return self.protocol in ("file", "local")
+        protocols = self.fs.protocol
+        return (protocols if isinstance(protocols, str) else protocols[0]) in ("file", "local")
 
     def join(self, *parts: str) -> str:
         return "/".join([self.root, *parts])

@@ -17,7 +17,6 @@ the Beam stages both drive.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import uuid
@@ -128,11 +127,10 @@ class Registry:
         if not store.create_exclusive(path, b"tf-bigexport write probe\n"):  # (an empty body upsets the GCS emulator)
             raise StorageError(f"{store.uri}: a fresh probe object already exists")
         store.remove_file(path)
-        if store.is_local:
-            # only if empty: another run may be probing or publishing beside us
-            for directory in [store.join(PROBE_DIR)] + ([store.root] if fresh_root else []):
-                with contextlib.suppress(OSError):
-                    os.rmdir(directory)
+        # only if empty: another run may be probing or publishing beside us
+        store.remove_empty_dir(store.join(PROBE_DIR))
+        if fresh_root:
+            store.remove_empty_dir(store.root)
 
     @guarded
     def release_state(self, model_name: str, version: int) -> VersionState:

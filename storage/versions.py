@@ -82,9 +82,6 @@ class VersionClaims:
         self._store = store
 
     # -- layout
-    def claims_dir(self, model: str) -> str:
-        return self._store.join(model, CLAIMS_DIR)
-
     def claim_path(self, model: str, version: int) -> str:
         return self._store.join(model, CLAIMS_DIR, f"{version}.json")
 
@@ -114,7 +111,7 @@ class VersionClaims:
         return None if claim is None else claim["job_key"]
 
     def claimed_versions(self, model: str) -> set[int]:
-        names = self._store.list_names(self.claims_dir(model))
+        names = self._store.list_names(self._store.join(model, CLAIMS_DIR))
         return numeric_names([n[:-len(".json")] for n in names if n.endswith(".json")])
 
     def find_claim_of(self, model: str, job_key: str) -> int | None:
