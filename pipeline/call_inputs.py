@@ -20,7 +20,7 @@ import numpy as np
 
 
 class InputError(ValueError):
-    pass
+    """An input given to `call` that cannot be fed (the message names the option and input key)."""
 
 
 def split_specs(values: list[str]) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ or in object storage, plus fingerprint and chunk layout. It parses files only
 and never runs model code."""
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -111,11 +112,9 @@ def _chunk_layout(metadata) -> dict[str, Any]:
         for chunked in message.chunked_fields:
             path = fieldpath.describe(descriptor, chunked.field_tag)
             target = None
-            try:
+            with contextlib.suppress(fieldpath.PathError):
                 steps = fieldpath.resolve(descriptor, chunked.field_tag)
                 target = steps[-1].target_type if steps else descriptor
-            except fieldpath.PathError:
-                pass
             full = f"{prefix}.{path}" if prefix else path
             if chunked.message.HasField("chunk_index"):
                 fields.append({"field": full, "chunk": chunked.message.chunk_index})

@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from tf_bigexport.pipeline.argparsing import Option, UsageError, suggest
+from tf_bigexport.pipeline.argparsing import Option, StrictParser, UsageError, suggest
 from tf_bigexport.storage.names import run_id_problem
 
 DIRECT_RUNNER = "DirectRunner"
@@ -133,7 +133,6 @@ def run_options_from(namespace, beam_tail: Sequence[str] = ()) -> RunOptions:
 
 def parse_run_options(argv: Sequence[str]) -> RunOptions:
     """RunOptions from `run`-style arguments (without --jobs/--registry), e.g. ["--work_dir", "w"]."""
-    from tf_bigexport.pipeline.argparsing import StrictParser
     parser = StrictParser(prog="run options")
     add_run_options(parser)
     head, tail = StrictParser.split_tail(list(argv))

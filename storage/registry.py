@@ -17,6 +17,7 @@ the Beam stages both drive.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import uuid
@@ -138,33 +139,30 @@ class Registry:
         validate_model_name(model_name)
         validate_version(version)
         where = self.version_uri(model_name, version)
+        state = functools.partial(VersionState, model_name, version)
         files = self.store.find_files(self.store.join(model_name, str(version)))
         try:
             record = self.releases.read(model_name, version)
             claim = self.claims.read(model_name, version)
         except StorageError as exc:
-            return VersionState(model_name, version, DAMAGED, detail=f"{where}: {self._redact.text(exc)}")
+            return state(DAMAGED, detail=f"{where}: {self._redact.text(exc)}")
         owner = None if claim is None else claim["job_key"]
         if record is not None:
             if not is_complete(files):
-                return VersionState(model_name, version, DAMAGED, record.job_key,
-                                    f"{where}: release record present but no saved_model.pb|cpb", record)
-            return VersionState(model_name, version, PUBLISHED, record.job_key, f"published by job {record.job_key}",
-                                record)
+                return state(DAMAGED, record.job_key, f"{where}: release record present but no saved_model.pb|cpb",
+                             record)
+            return state(PUBLISHED, record.job_key, f"published by job {record.job_key}", record)
         if is_complete(files):
             drafted = owner is not None and self.store.info(draft_path(self.store, owner)) is not None
             finish = (f"a rerun of job {owner} (same run id) finishes it" if drafted
                       else "nothing to finish it from: check it by hand")
-            return VersionState(model_name, version, UNRECORDED, owner,
-                                f"incomplete: program file present but no release record; {finish}")
+            return state(UNRECORDED, owner, f"incomplete: program file present but no release record; {finish}")
         if owner is not None:
-            return VersionState(model_name, version, CLAIMED, owner,
-                                f"incomplete: claimed by job {owner}, not committed ({len(files)} files copied, "
-                                "no program file: TensorFlow sees no model)")
+            return state(CLAIMED, owner, f"incomplete: claimed by job {owner}, not committed ({len(files)} files "
+                                         "copied, no program file: TensorFlow sees no model)")
         if files:
-            return VersionState(model_name, version, ORPHANED, None,
-                                f"{len(files)} files, no claim and no saved_model.pb|cpb")
-        return VersionState(model_name, version, FREE, detail="nothing there")
+            return state(ORPHANED, None, f"{len(files)} files, no claim and no saved_model.pb|cpb")
+        return state(FREE, detail="nothing there")
 
     def check_version_free(self, model_name: str, version: int, job_key: str | None = None) -> VersionState:
         """Raise VersionConflictError unless `version` is free or already held by `job_key`.

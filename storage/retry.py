@@ -15,6 +15,7 @@ preconditions, bad requests, local file errors) fails at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -53,36 +54,26 @@ def _types() -> tuple[tuple[type, ...], tuple[type, ...], list[tuple[type, Calla
     unreachable: list[type] = [ConnectionRefusedError, socket.gaierror]
     transient: list[type] = [ConnectionError, TimeoutError]
     status: list[tuple[type, Callable]] = []
-    try:
+    with contextlib.suppress(ImportError):
         import aiohttp
         unreachable.append(aiohttp.ClientConnectorError)
         transient += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
         status.append((aiohttp.ClientResponseError, lambda e: e.status))
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         import botocore.exceptions as boto
         unreachable.append(boto.EndpointConnectionError)
         transient += [boto.ConnectionError, boto.HTTPClientError, boto.IncompleteReadError]
         status.append((boto.ClientError, lambda e: e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")))
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         import requests.exceptions as requests_errors
         transient += [requests_errors.ConnectionError, requests_errors.Timeout,
                       requests_errors.ChunkedEncodingError]
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         import google.auth.exceptions as auth_errors
         transient.append(auth_errors.TransportError)
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         from gcsfs.retry import HttpError
         status.append((HttpError, lambda e: e.code))
-    except ImportError:
-        pass
     return tuple(unreachable), tuple(transient), status
 
 
