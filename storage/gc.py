@@ -168,7 +168,8 @@ def collect(registry, survey: Survey, step=lambda item: None) -> list[Garbage]:
     store, removed = registry.store, []
     for item in survey.garbage:
         if item.kind in ("version directory", "claim"):
-            model, version = item.path[len(store.root) + 1:].split("/")[0], _version_of(item)
+            parts = item.path[len(store.root) + 1:].split("/")  # <model>/<version> or <model>/.claims/<version>.json
+            model, version = parts[0], int(parts[-1].removesuffix(".json"))
             if registry.release_state(model, version).state in ("published", "unrecorded", "damaged"):
                 log.warning("%s: changed since it was listed; left alone", item.uri)
                 continue
@@ -179,8 +180,3 @@ def collect(registry, survey: Survey, step=lambda item: None) -> list[Garbage]:
         removed.append(item)
         step(item)
     return removed
-
-
-def _version_of(item: Garbage) -> int:
-    last = item.path.rsplit("/", 1)[-1]
-    return int(last.removesuffix(".json"))

@@ -46,6 +46,15 @@ def dump_json(obj: object) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def load_json_object(data: bytes) -> dict | None:
+    """The JSON object `data` holds; None if it holds anything else or is not JSON."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class Store:
     """A root in object storage (or on local disk) and every operation on what is under it."""
 

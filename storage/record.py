@@ -42,7 +42,7 @@ from typing import Any
 
 from .errors import StorageError
 from .manifest import FileEntry, Manifest
-from .objects import Store, dump_json
+from .objects import Store, dump_json, load_json_object
 from tf_bigexport.savedmodel_files import SAVED_MODEL_CPB, SAVED_MODEL_PB
 
 log = logging.getLogger("storage")
@@ -105,7 +105,7 @@ class ReleaseRecord:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        return dump_json(self.to_dict()).decode("utf-8")
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "release record") -> "ReleaseRecord":
@@ -172,8 +172,7 @@ class ReleaseStore:
         return ReleaseRecord.from_json(data, where=self._store.uri_of(path))
 
     def write(self, record: ReleaseRecord) -> None:
-        self._store.write_bytes(self.record_path(record.model_name, record.version),
-                                record.to_json().encode("utf-8"))
+        self._store.write_bytes(self.record_path(record.model_name, record.version), dump_json(record.to_dict()))
 
     def versions(self, model: str) -> list[int]:
         names = self._store.list_names(self._store.join(model, RELEASES_DIR))
@@ -219,11 +218,8 @@ class ReleaseStore:
         data = self._store.read_bytes(self.index_path(model))
         if data is None:
             return None
-        try:
-            index = json.loads(data)
-        except ValueError:
-            index = None
-        if not isinstance(index, dict):
+        index = load_json_object(data)
+        if index is None:
             log.warning("%s: damaged (not a JSON object); it is rebuilt from the release records",
                         self._store.uri_of(self.index_path(model)))
             return None

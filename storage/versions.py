@@ -11,7 +11,6 @@ does not honour create-only writes cannot host a registry.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from datetime import datetime, timezone
 
 from .errors import StorageError, VersionConflictError
 from .names import MAX_VERSION, validate_version
-from .objects import Store, dump_json
+from .objects import Store, dump_json, load_json_object
 
 log = logging.getLogger("storage")
 CLAIMS_DIR = ".claims"
@@ -87,11 +86,8 @@ class VersionClaims:
 
     # -- reading
     def parse(self, path: str, data: bytes) -> dict:
-        try:
-            claim = json.loads(data)
-        except ValueError:
-            claim = None
-        if not isinstance(claim, dict) or not isinstance(claim.get("job_key"), str):
+        claim = load_json_object(data)
+        if claim is None or not isinstance(claim.get("job_key"), str):
             raise StorageError(f"{self._store.uri_of(path)}: damaged claim (not a JSON object naming a job_key)")
         return claim
 
