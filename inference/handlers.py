@@ -23,6 +23,7 @@ import tensorflow as tf
 from apache_beam.ml.inference import utils
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from tf_bigexport.inference import version_cache
 from tf_bigexport.inference.loaded_version import LoadedVersion, load_version
 
 ExampleT = TypeVar("ExampleT")
@@ -58,6 +59,7 @@ class _SavedModelHandler(ModelHandler[ExampleT, PredictionResult, LoadedVersion]
             tags: str | Sequence[str] | None = None,
             storage_options: dict | None = None,
             cache_dir: str | os.PathLike | None = None,
+            cached_versions: int = version_cache.DEFAULT_KEEP,
             inference_fn: InferenceFn,
             min_batch_size: Optional[int] = None,
             max_batch_size: Optional[int] = None,
@@ -80,12 +82,14 @@ class _SavedModelHandler(ModelHandler[ExampleT, PredictionResult, LoadedVersion]
         self._tags = tags
         self._storage_options = storage_options
         self._cache_dir = cache_dir
+        self._cached_versions = cached_versions
         self._inference_fn = inference_fn
 
     def load_model(self) -> LoadedVersion:
         """Downloads the version if it is remote (once per machine: see version_cache) and loads it."""
         return load_version(self._model_uri, signature=self._signature, tags=self._tags,
-                            storage_options=self._storage_options, cache_dir=self._cache_dir)
+                            storage_options=self._storage_options, cache_dir=self._cache_dir,
+                            cached_versions=self._cached_versions)
 
     def update_model_path(self, model_path: Optional[str] = None) -> None:
         self._model_uri = model_path or self._model_uri

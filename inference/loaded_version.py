@@ -58,7 +58,13 @@ class LoadedVersion:
 
 
 def load_version(uri: str, *, signature: str = "serving_default", tags: str | Sequence[str] | None = None,
-                 storage_options: dict | None = None, cache_dir: str | os.PathLike | None = None) -> LoadedVersion:
-    """Loads a version directory (.pb, .cpb or the servable form) from any storage URI."""
-    local_dir = version_cache.local_version_dir(uri, storage_options=storage_options, cache_dir=cache_dir)
+                 storage_options: dict | None = None, cache_dir: str | os.PathLike | None = None,
+                 cached_versions: int = version_cache.DEFAULT_KEEP) -> LoadedVersion:
+    """Loads a version directory (.pb, .cpb or the servable form) from any storage URI.
+
+    A remote version is downloaded into ``cache_dir`` (checked against its release record),
+    where the ``cached_versions`` most recently used copies are kept.
+    """
+    local_dir = version_cache.local_version_dir(uri, storage_options=storage_options, cache_dir=cache_dir,
+                                                keep=cached_versions)
     return LoadedVersion(imageformat.load(local_dir, tags=tags), signature, uri)

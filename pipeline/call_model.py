@@ -15,6 +15,7 @@ from tf_bigexport.pipeline.call_inputs import InputError, collect_inputs
 from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.locations import local_model_dir
 from tf_bigexport.pipeline.logs import native_stderr_silenced
+from tf_bigexport.storage import StorageError
 
 
 def run_signature(model_dir: str, signature: str, feeds: dict[str, np.ndarray],
@@ -73,6 +74,8 @@ def call_command(args) -> int:
                 print(f"wrote {path}")
     except InputError as e:
         return fail(f"call: {e}", ExitCode.USAGE)
+    except StorageError as e:  # names the location and every file concerned: shown whole
+        return fail(f"call: {e}", ExitCode.FAILED)
     except Exception as e:  # noqa: BLE001 - the model's own errors too: one line, the traceback with -v
         print(f"call: {args.path}: {_one_line(e)}", file=sys.stderr)
         if getattr(args, "verbose", False):

@@ -34,9 +34,10 @@ def open_registry(uri: str) -> storage.Registry:
     return storage.Registry(uri, storage_options=storage_options_from(None))
 
 
-def local_model_dir(location: str) -> contextlib.AbstractContextManager[str]:
-    """A local directory with the model's files (downloaded to a temp dir when remote)."""
-    return storage.local_directory(location, storage_options_from(None))
+def local_model_dir(location: str, *, check_record: bool = True) -> contextlib.AbstractContextManager[str]:
+    """A local directory with the model's files (downloaded to a temp dir when remote, and
+    checked against the version's release record when it has one)."""
+    return storage.local_directory(location, storage_options_from(None), check_record=check_record)
 
 
 @contextlib.contextmanager

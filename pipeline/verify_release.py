@@ -79,7 +79,7 @@ def verify_release(uri: str) -> tuple[list[str], list[str]]:
     problems = [str(m) for m in registry.verify_version(model, version)]
     report.append(f"storage checksums: {'ok' if not problems else f'{len(problems)} mismatch(es)'}")
 
-    with local_model_dir(version_uri) as local:
+    with local_model_dir(version_uri, check_record=False) as local:  # mismatches are reported above
         for entry in record.files:
             if not entry.path.endswith(".cpb"):
                 continue

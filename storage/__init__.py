@@ -10,18 +10,19 @@ from .errors import (InvalidNameError, Mismatch, StorageError, VerificationError
                      VersionConflictError)
 from .manifest import FileEntry, Manifest, build_manifest
 from .names import safe_relative_path
-from .objects import Store, local_directory, open_store, uri_problem
+from .objects import Store, open_store, uri_problem
 from .record import ReleaseRecord
 from .registry import PUBLISH_STEPS, Registry
 from .release_state import VersionState
 from .retry import RetryPolicy, is_transient
 from .uris import display_uri, is_remote, is_uri, local_path
+from .version_download import download_version, local_directory, release_record_of
 from .versions import VersionPolicy
 
 __all__ = [
     "FileEntry", "InvalidNameError", "Manifest", "Mismatch", "PUBLISH_STEPS", "Registry",
     "ReleaseRecord", "RetryPolicy", "StorageError", "Store", "VerificationError",
-    "VersionConflictError", "VersionPolicy", "VersionState", "build_manifest", "display_uri",
-    "is_remote", "is_transient", "is_uri", "local_directory", "local_path", "open_store", "safe_relative_path",
-    "uri_problem",
+    "VersionConflictError", "VersionPolicy", "VersionState", "build_manifest", "display_uri", "download_version",
+    "is_remote", "is_transient", "is_uri", "local_directory", "local_path", "open_store", "release_record_of",
+    "safe_relative_path", "uri_problem",
 ]

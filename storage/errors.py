@@ -43,4 +43,5 @@ class VerificationError(StorageError):
         self.where = where
         self.mismatches = list(mismatches)
         lines = "\n".join(f"  {m}" for m in self.mismatches)
-        super().__init__(f"{where}: {len(self.mismatches)} file(s) do not match:\n{lines}")
+        files = len({m.path for m in self.mismatches})  # a file can differ in size, crc32c and sha256
+        super().__init__(f"{where}: {files} file(s) do not match:\n{lines}")

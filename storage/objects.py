@@ -21,7 +21,6 @@ import difflib
 import json
 import os
 import shutil
-import tempfile
 from typing import BinaryIO, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
@@ -296,21 +295,3 @@ def open_store(uri: str, storage_options: dict | None = None, *, retry: RetryPol
     if not root:
         raise InvalidNameError(f"URI {shown!r} names no bucket or directory")
     return Store(fs, root, shown, retry=retry, redactor=redactor)
-
-
-@contextlib.contextmanager
-def local_directory(uri: str, storage_options: dict | None = None,
-                    paths: list[str] | None = None) -> Iterator[str]:
-    """A local directory holding the files under `uri`: the directory itself when it is
-    local, else a temporary download of them (or of just `paths`), removed afterwards."""
-    local = local_path(uri)
-    if local is not None:
-        if not os.path.isdir(local):
-            raise FileNotFoundError(f"{uri}: no such directory")
-        yield local
-        return
-    store = open_store(uri, storage_options)
-    with tempfile.TemporaryDirectory(prefix="tf-bigexport-") as scratch:
-        if not store.download(store.root, scratch, paths):
-            raise FileNotFoundError(f"{store.uri}: no objects under this prefix")
-        yield scratch

@@ -89,3 +89,24 @@ def test_the_pipeline_reports_a_version_it_published_into_a_damaged_registry_as_
     index = json.loads((registry / "tiny" / "index.json").read_text())
     assert [row["version"] for row in index["versions"]] == [1]
     assert export_directly(job, work_root=str(tmp_path / "work2"), run_id="r1").version == 1
+
+
+@pytest.mark.parametrize("command", [["call", "--input-exprs", "x=[1.0]"], ["convert", "--to", "pb"]])
+def test_commands_that_download_a_version_refuse_one_damaged_since_its_record(s3_emulator, tmp_path, monkeypatch,
+                                                                              capsys, command):
+    """`call` and `convert` load what they download: a changed object is named, nothing runs."""
+    from tf_bigexport.pipeline import cli
+    from tf_bigexport.storage import Registry
+    reg = Registry(s3_emulator.uri("damaged-cli"), storage_options=dict(s3_emulator.storage_options))
+    record = reg.publish(str(make_export(tmp_path / "a")), "m", VersionPolicy.next_integer(), INFO, "job-1")
+    fs = s3_emulator.filesystem()
+    victim = f"{reg.store.root}/m/{record.version}/variables/variables.index"
+    fs.pipe_file(victim, bytes(1_000))  # same size, other bytes
+    monkeypatch.setenv("TF_BIGEXPORT_STORAGE_OPTIONS", json.dumps(s3_emulator.storage_options))
+    name, *rest = command
+    argv = [name, record.uri, *rest] + (["--output", str(tmp_path / "out")] if name == "convert" else [])
+    assert cli.main(argv) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"{record.uri} (against its release record): 1 file(s) do not match" in err
+    assert "variables/variables.index: crc32c" in err
+    assert not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -164,6 +165,68 @@ def test_a_partial_download_never_becomes_the_cached_copy(gcs_emulator, scaler_e
                                             cache_dir=str(cache))
     files = lambda root: sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*") if p.is_file())
     assert files(local) == files(scaler_export)  # (an empty assets/ has no object to copy)
+
+
+@pytest.mark.parametrize("damage", ["same size", "truncated", "missing"])
+def test_a_damaged_object_in_the_registry_never_reaches_the_loader_or_the_cache(
+        request, damage, scaler_export, tmp_path):
+    """Published bytes changed in the bucket: the download is checked against the release record.
+
+    S3 keeps no crc32c fsspec reports, so a same-size change is caught by re-reading the
+    downloaded copy; on GCS the object's own crc32c catches it before any byte moves.
+    """
+    from tf_bigexport.storage import Registry, VerificationError
+    for emulator in ("s3_emulator", "gcs_emulator"):
+        emu = request.getfixturevalue(emulator)
+        registry = Registry(emu.uri(f"damaged-{damage.replace(' ', '-')}"), storage_options=dict(emu.storage_options))
+        record = registry.publish(str(scaler_export), "scaler", VersionPolicy.next_integer(), {}, "scaler.run-1")
+        victim = next(e for e in record.files if e.path.startswith("variables/variables.data"))
+        fs, path = emu.filesystem(), f"{registry.store.root}/scaler/{record.version}/{victim.path}"
+        data = fs.cat_file(path)
+        if damage == "same size":
+            fs.pipe_file(path, bytes([data[0] ^ 0xFF]) + data[1:])
+        elif damage == "truncated":
+            fs.pipe_file(path, data[:-1])
+        else:
+            fs.rm_file(path)
+        fs.pipe_file(f"{registry.store.root}/scaler/{record.version}/stray.txt", b"not in the record")
+        cache = tmp_path / emulator / "cache"
+        reason = {"same size": "(crc32c|sha256)", "truncated": "size", "missing": "missing"}[damage]
+        with pytest.raises(VerificationError, match=rf"against its release record.*\n  {victim.path}: {reason}"):
+            SavedModelHandlerNumpy(record.uri, storage_options=dict(emu.storage_options),
+                                   cache_dir=str(cache)).load_model()
+        assert os.listdir(cache) == []  # nothing damaged is kept for the next load
+
+        fs.pipe_file(path, data)  # repaired: the same call loads, without the stray file
+        local = version_cache.local_version_dir(record.uri, storage_options=dict(emu.storage_options),
+                                                cache_dir=str(cache))
+        assert not os.path.exists(os.path.join(local, "stray.txt"))
+        assert SavedModelHandlerNumpy(record.uri, storage_options=dict(emu.storage_options),
+                                      cache_dir=str(cache)).load_model()(x=tf.constant([EXAMPLES[1]]))
+
+
+def test_the_cache_keeps_the_most_recently_used_copies(gcs_emulator, scaler_export, tmp_path):
+    from tf_bigexport.storage import Registry
+    registry = Registry(gcs_emulator.uri("cache-bound"), storage_options=dict(gcs_emulator.storage_options))
+    uris = [registry.publish(str(scaler_export), "scaler", VersionPolicy.next_integer(), {}, f"scaler.run-{i}").uri
+            for i in range(4)]
+    cache = tmp_path / "cache"
+    fetch = lambda uri: version_cache.local_version_dir(uri, storage_options=dict(gcs_emulator.storage_options),
+                                                        cache_dir=str(cache), keep=2)
+    copies = [fetch(uri) for uri in uris[:3]]
+    assert len(os.listdir(cache)) == 3  # all used within the idle time: none removed yet
+    idle = time.time() - version_cache.IDLE_SECONDS - 60
+    for path in copies:
+        os.utime(path, (idle, idle))
+    fetch(uris[1])  # a use touches its copy
+    abandoned = cache / ".scaler-9-partial"
+    abandoned.mkdir()
+    old = time.time() - version_cache.ABANDONED_PARTIAL_SECONDS - 60
+    os.utime(abandoned, (old, old))
+    newest = fetch(uris[3])  # a download evicts: the two most recently used stay
+    assert sorted(os.listdir(cache)) == sorted(os.path.basename(p) for p in (newest, copies[1]))
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        version_cache.local_version_dir(uris[0], cache_dir=str(cache), keep=0)
 
 
 def test_docs_example_pipeline_writes_predictions_equal_to_direct_calls(scaler_export, tmp_path):
