@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 from typing import Iterable, Sequence
+
+from tf_bigexport.suggestions import did_you_mean
 
 
 class UsageError(ValueError):
@@ -45,8 +46,7 @@ def canonical(token: str) -> str:
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean --x?)' for the closest choice, or ''."""
-    close = difflib.get_close_matches(canonical(word), sorted(set(choices)), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return did_you_mean(canonical(word), choices, show=str)
 
 
 class StrictParser(argparse.ArgumentParser):

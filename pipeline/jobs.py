@@ -36,7 +36,6 @@ See docs/jobs.md for the full description.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
@@ -50,6 +49,7 @@ from tf_bigexport.pipeline.jobs_reader import JobsReadError, read_document
 from tf_bigexport.pipeline.sample_inputs import SampleProblems, load_samples
 from tf_bigexport.storage import is_uri, uri_problem
 from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
+from tf_bigexport.suggestions import did_you_mean
 from tf_bigexport.transforms.elements import DEFAULT_TRACE_TIMEOUT
 
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
@@ -180,7 +180,7 @@ class _Problems:
         """One line per key of ``mapping`` outside ``known``; True if there was any."""
         extra = sorted(set(mapping) - set(known), key=str)
         for key in extra:
-            self.add(job, f"{prefix}{key}", f"unknown field{_suggest(key, known)}")
+            self.add(job, f"{prefix}{key}", f"unknown field{did_you_mean(key, known)}")
         return bool(extra)
 
 
@@ -277,7 +277,7 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     saved_format = raw.get("format", DEFAULT_FORMAT)
     if saved_format not in FORMATS:
         problems.add(label, "format", f"must be one of {', '.join(FORMATS)}, got {saved_format!r}"
-                                      f"{_suggest(saved_format, FORMATS)}")
+                                      f"{did_you_mean(saved_format, FORMATS)}")
     trace_timeout = raw.get("trace_timeout", DEFAULT_TRACE_TIMEOUT)
     if not isinstance(trace_timeout, (int, float)) or isinstance(trace_timeout, bool) \
             or not 0 < trace_timeout <= MAX_TRACE_TIMEOUT:
@@ -341,7 +341,7 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
             inputs_as = body.get("inputs_as", "auto")
             if inputs_as not in INPUTS_AS:
                 problems.add(label, f"{field}.inputs_as", f"must be one of {', '.join(INPUTS_AS)}, got "
-                                                          f"{inputs_as!r}{_suggest(inputs_as, INPUTS_AS)}")
+                                                          f"{inputs_as!r}{did_you_mean(inputs_as, INPUTS_AS)}")
                 inputs_as = "auto"
             specs_field = f"{field}.inputs"
             body = body.get("inputs")
@@ -368,7 +368,7 @@ def _parse_spec(raw: Any, field: str, label: str, problems: _Problems) -> Tensor
         ok = False
     dtype = raw.get("dtype")
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        problems.add(label, f"{field}.dtype", f"unknown dtype {dtype!r}{_suggest(dtype, DTYPES)}")
+        problems.add(label, f"{field}.dtype", f"unknown dtype {dtype!r}{did_you_mean(dtype, DTYPES)}")
         ok = False
     shape = raw.get("shape")
     if not isinstance(shape, list) or not all(
@@ -393,7 +393,7 @@ def _parse_sample_inputs(raw: Any, signatures: tuple[SignatureDecl, ...], label:
         field = f"sample_inputs.{key}"
         signature = declared.get(key)
         if signature is None:
-            problems.add(label, field, f"no such signature{_suggest(key, declared)}")
+            problems.add(label, field, f"no such signature{did_you_mean(key, declared)}")
             continue
         if isinstance(body, str):
             if not body.endswith(".npz"):
@@ -420,7 +420,7 @@ def _parse_sample_inputs(raw: Any, signatures: tuple[SignatureDecl, ...], label:
             names = {s.name for s in signature.inputs}
             per_input: dict[str, Any] = {}
             for name in sorted(set(body) - names, key=str):
-                problems.add(label, f"{field}.{name}", f"not an input of signature {key!r}{_suggest(name, names)}")
+                problems.add(label, f"{field}.{name}", f"not an input of signature {key!r}{did_you_mean(name, names)}")
             for name in sorted(names - set(body)):
                 problems.add(label, f"{field}.{name}", "missing: every input needs a sample value")
             for name, value in body.items():
@@ -501,9 +501,3 @@ def _is_int(value: Any) -> bool:
 def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
-
-def _suggest(word: Any, choices) -> str:
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

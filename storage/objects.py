@@ -17,7 +17,6 @@ root); ``uri_of`` turns one into the display URI for messages.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import fsspec
 from fsspec.registry import known_implementations, registry
 
 from tf_bigexport import local_files
+from tf_bigexport.suggestions import did_you_mean
 
 from .errors import InvalidNameError
 from .names import safe_relative_path, validate_relative_path
@@ -275,9 +275,7 @@ def uri_problem(uri: object) -> str | None:
         scheme = uri.split("://", 1)[0].lower()
         known = set(known_implementations) | set(registry)
         if scheme not in known:
-            close = difflib.get_close_matches(scheme, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return (f"unsupported URI scheme {uri.split('://', 1)[0]!r}{hint}: use a local directory "
+            return (f"unsupported URI scheme {uri.split('://', 1)[0]!r}{did_you_mean(scheme, known)}: use a local directory "
                     "or gs://, s3://, file:// (any fsspec protocol)")
     return None
 
