@@ -151,8 +151,10 @@ class GcsConformanceProxy(LoopbackProxy):
             path = f"{parts.path}?{urlencode(query, doseq=True)}"
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
             headers["Content-Type"] = content_type
-        with self._writes:  # the existence check and the write are one step, as in GCS
-            if query.get("ifGenerationMatch") == ["0"] and name and self._exists(bucket, name):
+        if query.get("ifGenerationMatch") != ["0"] or not name:
+            return self.forward(method, path, headers, body)  # unconditional uploads run side by side
+        with self._writes:  # the existence check and the create-only write are one step, as in GCS
+            if self._exists(bucket, name):
                 return json_error(412, "At least one of the pre-conditions you specified did not hold.")
             return self.forward(method, path, headers, body)
 

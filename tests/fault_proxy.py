@@ -115,7 +115,10 @@ class LoopbackProxy:
                 self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(data)
+                    try:
+                        self.wfile.write(data)
+                    except (BrokenPipeError, ConnectionResetError):  # the client gave up on the answer
+                        self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 
