@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 
-from tf_bigexport.storage import display_uri, download_version, local_path
+from tf_bigexport.storage import checked_local_version, display_uri, download_version, local_path
 
 DEFAULT_CACHE_DIR = os.path.join(tempfile.gettempdir(), "tf-bigexport-versions")
 DEFAULT_KEEP = 3
@@ -35,12 +35,9 @@ log = logging.getLogger("tf_bigexport")
 
 def local_version_dir(uri: str, *, storage_options: dict | None = None,
                       cache_dir: str | os.PathLike | None = None, keep: int = DEFAULT_KEEP) -> str:
-    """A local directory holding the version at ``uri`` (``uri`` itself when local)."""
-    local = local_path(uri)
-    if local is not None:
-        if not os.path.isdir(local):
-            raise FileNotFoundError(f"{uri}: no such version directory")
-        return local
+    """A local directory holding the version at ``uri`` (``uri`` itself when local, checked by size)."""
+    if local_path(uri) is not None:
+        return checked_local_version(uri)
     if keep < 1:
         raise ValueError(f"keep must be at least 1 (the copy in use), got {keep}")
     root = os.fspath(cache_dir or DEFAULT_CACHE_DIR)

@@ -16,13 +16,13 @@ from .registry import PUBLISH_STEPS, Registry
 from .release_state import VersionState
 from .retry import RetryPolicy, is_transient
 from .uris import display_uri, is_remote, is_uri, local_path
-from .version_download import download_version, local_directory, release_record_of
+from .version_download import checked_local_version, download_version, local_directory, release_record_of
 from .versions import VersionPolicy
 
 __all__ = [
-    "FileEntry", "InvalidNameError", "Manifest", "Mismatch", "PUBLISH_STEPS", "Registry",
-    "ReleaseRecord", "RetryPolicy", "StorageError", "Store", "VerificationError",
-    "VersionConflictError", "VersionPolicy", "VersionState", "build_manifest", "display_uri", "download_version",
-    "is_remote", "is_transient", "is_uri", "local_directory", "local_path", "open_store", "release_record_of",
+    "FileEntry", "InvalidNameError", "Manifest", "Mismatch", "PUBLISH_STEPS", "Registry", "ReleaseRecord",
+    "RetryPolicy", "StorageError", "Store", "VerificationError", "VersionConflictError", "VersionPolicy",
+    "VersionState", "build_manifest", "checked_local_version", "display_uri", "download_version", "is_remote",
+    "is_transient", "is_uri", "local_directory", "local_path", "open_store", "release_record_of",
     "safe_relative_path", "uri_problem",
 ]

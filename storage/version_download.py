@@ -7,7 +7,8 @@ listing each file's size, crc32c and sha256: such a download fetches exactly
 those files and compares every byte once it is local, so an object damaged or
 replaced in the bucket never reaches a loader, nor a cache that would keep it.
 Anything else (a staging prefix, a SavedModel another tool wrote) is fetched as
-it is.
+it is. A version on local disk is loaded where it is, after a check that every
+file its record lists is there with its size: a stat each, nothing read.
 """
 
 from __future__ import annotations
@@ -66,16 +67,34 @@ def download_version(uri: str, destination: str, storage_options: dict | None = 
     return record
 
 
+def checked_local_version(uri: str) -> str:
+    """The local directory `uri` names; when it is a version with a release record, every file
+    the record lists is there with its size (a stat each: a same-size change is `verify`'s to find)."""
+    local = local_path(uri)
+    if local is None or not os.path.isdir(local):
+        raise FileNotFoundError(f"{uri}: no such directory")
+    record = release_record_of(local)
+    if record is not None:
+        store = open_store(local)
+        mismatches = check_entries(store, store.root, record.files, store.find_files(store.root), depth="size",
+                                   workers=1)
+        if mismatches:
+            raise VerificationError(f"{store.uri} (against its release record)", mismatches)
+    return local
+
+
 @contextlib.contextmanager
 def local_directory(uri: str, storage_options: dict | None = None, paths: list[str] | None = None, *,
                     check_record: bool = True) -> Iterator[str]:
     """A local directory holding the files under `uri`: the directory itself when it is
-    local, else a temporary download removed afterwards: of just `paths` when given,
+    local (a version with a record checked by size), else a temporary download removed afterwards: of just `paths` when given,
     else of the version checked against its release record (unless `check_record` is False:
     `verify` reports mismatches itself)."""
     local = local_path(uri)
     if local is not None:
-        if not os.path.isdir(local):
+        if check_record and paths is None:
+            local = checked_local_version(uri)
+        elif not os.path.isdir(local):
             raise FileNotFoundError(f"{uri}: no such directory")
         yield local
         return

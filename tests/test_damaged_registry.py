@@ -110,3 +110,16 @@ def test_commands_that_download_a_version_refuse_one_damaged_since_its_record(s3
     assert f"{record.uri} (against its release record): 1 file(s) do not match" in err
     assert "variables/variables.index: crc32c" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_call_names_a_file_missing_from_a_local_version(tmp_path, capsys):
+    """A local version loads in place, after a stat per file its record lists."""
+    from tf_bigexport.pipeline import cli
+    from tf_bigexport.storage import Registry
+    record = Registry(str(tmp_path / "registry")).publish(str(make_export(tmp_path / "a")), "m",
+                                                         VersionPolicy.next_integer(), INFO, "job-1")
+    os.remove(tmp_path / "registry" / "m" / str(record.version) / "variables" / "variables.index")
+    assert cli.main(["call", record.uri, "--input-exprs", "x=[1.0]"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"{record.uri} (against its release record): 1 file(s) do not match" in err
+    assert "variables/variables.index: missing" in err

@@ -143,7 +143,7 @@ def test_model_is_loaded_once_per_worker_and_shared_by_its_threads(scaler_export
 
 
 def test_bad_uri_signature_and_inputs_fail_with_clear_messages(scaler_export, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such version directory"):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
         SavedModelHandlerNumpy(str(tmp_path / "missing")).load_model()
     with pytest.raises(ValueError, match=r"no signature 'nope' \(signatures: serving_default\)"):
         SavedModelHandlerNumpy(str(scaler_export), signature="nope").load_model()
@@ -203,6 +203,27 @@ def test_a_damaged_object_in_the_registry_never_reaches_the_loader_or_the_cache(
         assert not os.path.exists(os.path.join(local, "stray.txt"))
         assert SavedModelHandlerNumpy(record.uri, storage_options=dict(emu.storage_options),
                                       cache_dir=str(cache)).load_model()(x=tf.constant([EXAMPLES[1]]))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_local_version_is_checked_by_size_before_it_loads(damage, scaler_export, tmp_path):
+    """Local versions load in place: a file the record lists that is gone or cut short is named
+    before TensorFlow reads anything; repaired, the same handler loads."""
+    from tf_bigexport.storage import Registry, VerificationError
+    record = Registry(str(tmp_path / "registry")).publish(str(scaler_export), "scaler", VersionPolicy.next_integer(),
+                                                           {}, "scaler.run-1")
+    victim = next(e for e in record.files if e.path.startswith("variables/variables.data"))
+    path = tmp_path / "registry" / "scaler" / str(record.version) / victim.path
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[:-1])
+    else:
+        path.unlink()
+    reason = {"truncated": "size", "missing": "missing"}[damage]
+    with pytest.raises(VerificationError, match=rf"against its release record.*\n  {victim.path}: {reason}"):
+        SavedModelHandlerNumpy(record.uri).load_model()
+    path.write_bytes(data)
+    assert SavedModelHandlerNumpy(record.uri).load_model()(x=tf.constant([EXAMPLES[1]]))
 
 
 def test_the_cache_keeps_the_most_recently_used_copies(gcs_emulator, scaler_export, tmp_path):
