@@ -110,7 +110,7 @@ def find_garbage(registry, older_than: float, now: float | None = None) -> Surve
             committed_jobs.add(record.job_key)
     except StorageError as exc:
         raise StorageError(f"cannot read all of {store.uri}: {exc}; repair or remove it by hand, then run "
-                           "gc again") from None
+                           "gc again") from exc
 
     survey = Survey([], [])
     add = lambda kind, rel, reason, size=0: survey.garbage.append(

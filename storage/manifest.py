@@ -111,7 +111,7 @@ def entry_for_file(local_path: str, rel_path: str) -> FileEntry:
         with open(local_path, "rb", buffering=0) as f:
             summer = checksum_stream(f)
     except OSError as exc:
-        raise StorageError(f"{local_path}: cannot read: {exc.strerror or exc}") from None
+        raise StorageError(f"{local_path}: cannot read: {exc.strerror or exc}") from exc
     return FileEntry(path=rel_path, size=summer.size, crc32c=summer.crc32c, sha256=summer.sha256)
 
 

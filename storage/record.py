@@ -122,14 +122,14 @@ class ReleaseRecord:
                 extra=dict(data.get("extra") or {}), schema=data["schema"], **known,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise StorageError(f"{where}: malformed field: {exc!r}") from None
+            raise StorageError(f"{where}: malformed field: {exc!r}") from exc
 
     @classmethod
     def from_json(cls, text: str | bytes, *, where: str = "release record") -> "ReleaseRecord":
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise StorageError(f"{where}: not valid JSON: {exc}") from None
+            raise StorageError(f"{where}: not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise StorageError(f"{where}: expected a JSON object")
         return cls.from_dict(data, where=where)
@@ -146,7 +146,7 @@ class ReleaseRecord:
             json.dumps(info)
             json.dumps(known)
         except TypeError as exc:
-            raise StorageError(f"release_info for {model_name} v{version} is not JSON-serializable: {exc}") from None
+            raise StorageError(f"release_info for {model_name} v{version} is not JSON-serializable: {exc}") from exc
         return cls(model_name=model_name, version=version, uri=uri, job_key=job_key,
                    files=files, created=created,
                    committed=utc_now(), extra=info, **known)

@@ -20,6 +20,7 @@ from .errors import StorageError
 from .uris import USERINFO
 
 F = TypeVar("F", bound=Callable)
+T = TypeVar("T")
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential|session|auth|sas", re.I)
@@ -95,24 +96,28 @@ def masked_chain(exc: BaseException, redactor: Redactor, _seen: frozenset = froz
     return masked
 
 
-def guarded(method: F) -> F:
-    """Turn backend exceptions into StorageError with credentials masked, cause chain kept (masked).
+def masked_call(call: Callable[[], T], redactor: Redactor, doing: str) -> T:
+    """`call()`; a backend exception becomes StorageError("<doing>: <it, masked>"), its cause chain
+    kept masked. A StorageError passes with its message masked."""
+    try:
+        return call()
+    except StorageError as exc:
+        masked = redactor.text(exc.args[0]) if exc.args else ""
+        if exc.args and masked != exc.args[0]:
+            exc.args = (masked, *exc.args[1:])
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised as StorageError
+        error = StorageError(f"{doing}: {redactor.describe(exc)}")
+        cause = masked_chain(exc, redactor)
+    # outside the handler, so the unmasked original is not even the error's __context__
+    raise error from cause
 
-    For methods of objects with `uri` and `_redact` (Registry, Publication)."""
+
+def guarded(method: F) -> F:
+    """`masked_call` around a method of an object with `uri` and `_redact` (Registry, Publication)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except StorageError as exc:
-            masked = self._redact.text(exc.args[0]) if exc.args else ""
-            if exc.args and masked != exc.args[0]:
-                exc.args = (masked, *exc.args[1:])
-            raise
-        except Exception as exc:  # noqa: BLE001 - re-raised as StorageError
-            error = StorageError(f"{method.__name__} on {self.uri}: {self._redact.describe(exc)}")
-            cause = masked_chain(exc, self._redact)
-        # outside the handler, so the unmasked original is not even the error's __context__
-        raise error from cause
+        return masked_call(lambda: method(self, *args, **kwargs), self._redact, f"{method.__name__} on {self.uri}")
 
     return wrapper  # type: ignore[return-value]

@@ -29,7 +29,7 @@ from .names import validate_job_key, validate_model_name, validate_version
 from .objects import Store, open_store
 from .publication import Publication, draft_path, is_complete
 from .record import ReleaseRecord, ReleaseStore
-from .redact import Redactor, guarded
+from .redact import Redactor, guarded, masked_call
 from .release_state import CLAIMED, DAMAGED, FREE, ORPHANED, PUBLISHED, UNRECORDED, VersionState
 from .retry import RetryPolicy
 from .verify import check_entries
@@ -56,12 +56,8 @@ class Registry:
     def __init__(self, uri: str, *, storage_options: dict | None = None, workers: int = 8,
                  retry: RetryPolicy | None = None, step_hook: StepHook | None = None) -> None:
         self.retry = retry or RetryPolicy()
-        try:
-            self.store: Store = open_store(uri, storage_options, retry=self.retry)
-        except StorageError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise StorageError(f"cannot open registry: {Redactor(storage_options).describe(exc)}") from None
+        self.store: Store = masked_call(lambda: open_store(uri, storage_options, retry=self.retry),
+                                        Redactor(storage_options), "cannot open registry")
         self.redactor = self._redact = self.store.redactor
         self.workers = max(1, workers)
         self.step_hook = step_hook

@@ -146,3 +146,14 @@ def test_storage_errors_keep_their_cause_chain_masked(s3_emulator, tmp_path):
     shown = "".join(traceback.format_exception(error))
     assert "The above exception was the direct cause" in shown
     assert secret not in shown and error.__context__ is None
+
+
+def test_a_registry_that_cannot_be_opened_keeps_its_cause_chain_masked():
+    """The backend's own constructor fails (an OAuth token dict without its refresh token)."""
+    secret = "Sup3r-0auth-Value-42x"
+    with pytest.raises(StorageError, match="cannot open registry: KeyError") as caught:
+        Registry("gs://chain/r", storage_options={"token": {"client_id": "x", "client_secret": secret}})
+    error = caught.value
+    assert type(error.__cause__).__name__ == "MaskedError" and "refresh_token" in str(error.__cause__)
+    shown = "".join(traceback.format_exception(error))
+    assert secret not in shown and error.__context__ is None
