@@ -43,6 +43,7 @@ from google.protobuf.message import Message
 from tf_bigexport.imageformat import fieldpath
 from tf_bigexport.imageformat.chunk_errors import ConstantTooLargeError, SplitError
 from tf_bigexport.imageformat.proto import chunk_pb2, versions_pb2
+from tf_bigexport.imageformat.riegeli.varint import encode_varint
 
 Buffer = bytes | bytearray | memoryview
 
@@ -477,17 +478,17 @@ def _unknown_fields(message: Message) -> bytes:
 
 def _encode_unknown(field) -> bytes:
     number, wire_type, data = field.field_number, field.wire_type, field.data
-    tag = _varint((number << 3) | wire_type)
+    tag = encode_varint((number << 3) | wire_type)
     if wire_type == 0:
-        return tag + _varint(data)
+        return tag + encode_varint(data)
     if wire_type == 1:
         return tag + data.to_bytes(8, "little")
     if wire_type == _LENGTH_DELIMITED:
-        return tag + _varint(len(data)) + data
+        return tag + encode_varint(len(data)) + data
     if wire_type == 5:
         return tag + data.to_bytes(4, "little")
     # 3: a group, closed by an end-group tag (wire type 4).
-    return tag + b"".join(_encode_unknown(inner) for inner in data) + _varint((number << 3) | 4)
+    return tag + b"".join(_encode_unknown(inner) for inner in data) + encode_varint((number << 3) | 4)
 
 
 def _add_exclusion(tree: dict, parts: list) -> None:
@@ -512,18 +513,9 @@ def _descriptor_at(descriptor, parts: list):
     return descriptor
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _entry_size(size: int) -> int:
     """Bytes one length-delimited element of ``size`` takes (tag of up to 2 bytes)."""
-    return 2 + len(_varint(size)) + size
+    return 2 + len(encode_varint(size)) + size
 
 
 def _joined(prefix: bytes, field_number: int, entries: Sequence[_Entry]) -> Callable[[], bytes]:
@@ -533,13 +525,13 @@ def _joined(prefix: bytes, field_number: int, entries: Sequence[_Entry]) -> Call
     GraphDef (or FunctionDef, FunctionDefLibrary) chunk without copying the
     nodes into a new message first.
     """
-    tag = _varint((field_number << 3) | _LENGTH_DELIMITED)
+    tag = encode_varint((field_number << 3) | _LENGTH_DELIMITED)
 
     def produce() -> bytes:
         pieces = [prefix]
         for entry in entries:
             data = entry.produce()
-            pieces += (tag, _varint(len(data)), data)
+            pieces += (tag, encode_varint(len(data)), data)
         return b"".join(pieces)
 
     return produce
