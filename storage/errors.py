@@ -15,6 +15,12 @@ class Mismatch:
     actual: str | int | None
 
     def __str__(self) -> str:
+        if self.reason == "missing":
+            return f"{self.path}: missing (expected {self.expected!r} bytes)"
+        if self.reason == "unexpected":
+            return f"{self.path}: unexpected ({self.actual!r} bytes, not listed)"
+        if self.expected is None and self.actual is None:
+            return f"{self.path}: {self.reason}"
         return f"{self.path}: {self.reason} (expected {self.expected!r}, got {self.actual!r})"
 
 

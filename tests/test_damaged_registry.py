@@ -123,3 +123,11 @@ def test_call_names_a_file_missing_from_a_local_version(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{record.uri} (against its release record): 1 file(s) do not match" in err
     assert "variables/variables.index: missing" in err
+
+
+def test_mismatches_say_what_was_expected_in_words():
+    from tf_bigexport.storage import Mismatch
+    assert str(Mismatch("a/b", "missing", 145, None)) == "a/b: missing (expected 145 bytes)"
+    assert str(Mismatch("x", "unexpected", None, 7)) == "x: unexpected (7 bytes, not listed)"
+    assert str(Mismatch("y", "not in manifest", None, None)) == "y: not in manifest"
+    assert str(Mismatch("z", "size", 3, 2)) == "z: size (expected 3, got 2)"
