@@ -500,4 +500,3 @@ def _is_int(value: Any) -> bool:
 
 def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
-

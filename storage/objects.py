@@ -275,8 +275,8 @@ def uri_problem(uri: object) -> str | None:
         scheme = uri.split("://", 1)[0].lower()
         known = set(known_implementations) | set(registry)
         if scheme not in known:
-            return (f"unsupported URI scheme {uri.split('://', 1)[0]!r}{did_you_mean(scheme, known)}: use a local directory "
-                    "or gs://, s3://, file:// (any fsspec protocol)")
+            return (f"unsupported URI scheme {uri.split('://', 1)[0]!r}{did_you_mean(scheme, known)}: "
+                    "use a local directory or gs://, s3://, file:// (any fsspec protocol)")
     return None
 
 

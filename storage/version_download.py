@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .errors import VerificationError
 from .names import model_name_problem, parse_version
-from .objects import open_store
+from .objects import Store, open_store
 from .record import ReleaseRecord, ReleaseStore
 from .uris import local_path
 from .verify import check_entries
@@ -54,15 +54,9 @@ def download_version(uri: str, destination: str, storage_options: dict | None = 
             raise FileNotFoundError(f"{store.uri}: no objects under this prefix")
         return None
     # Missing files and wrong sizes (and GCS's own crc32c) are known before any byte moves.
-    mismatches = check_entries(store, store.root, record.files, store.find_files(store.root), depth="size",
-                               workers=1)
-    if not mismatches:
-        store.download(store.root, destination, [entry.path for entry in record.files])
-        local = open_store(destination)
-        mismatches = check_entries(local, local.root, record.files, local.find_files(local.root), depth="full",
-                                   workers=_CHECK_WORKERS, label=f"check {store.uri}")
-    if mismatches:
-        raise VerificationError(f"{store.uri} (against its release record)", mismatches)
+    _check(store, record, "size", shown=store.uri)
+    store.download(store.root, destination, [entry.path for entry in record.files])
+    _check(open_store(destination), record, "full", shown=store.uri)
     log.debug("%s: %d files match the release record", store.uri, len(record.files))
     return record
 
@@ -76,20 +70,25 @@ def checked_local_version(uri: str) -> str:
     record = release_record_of(local)
     if record is not None:
         store = open_store(local)
-        mismatches = check_entries(store, store.root, record.files, store.find_files(store.root), depth="size",
-                                   workers=1)
-        if mismatches:
-            raise VerificationError(f"{store.uri} (against its release record)", mismatches)
+        _check(store, record, "size", shown=store.uri)
     return local
+
+
+def _check(store: Store, record: ReleaseRecord, depth: str, *, shown: str) -> None:
+    """VerificationError naming every file under `store`'s root that differs from `record` at `depth`."""
+    mismatches = check_entries(store, store.root, record.files, store.find_files(store.root), depth=depth,
+                               workers=1 if depth == "size" else _CHECK_WORKERS, label=f"check {shown}")
+    if mismatches:
+        raise VerificationError(f"{shown} (against its release record)", mismatches)
 
 
 @contextlib.contextmanager
 def local_directory(uri: str, storage_options: dict | None = None, paths: list[str] | None = None, *,
                     check_record: bool = True) -> Iterator[str]:
-    """A local directory holding the files under `uri`: the directory itself when it is
-    local (a version with a record checked by size), else a temporary download removed afterwards: of just `paths` when given,
-    else of the version checked against its release record (unless `check_record` is False:
-    `verify` reports mismatches itself)."""
+    """A local directory holding the files under `uri`: the directory itself when it is local
+    (a version with a record checked by size), else a temporary download removed afterwards: of
+    just `paths` when given, else of the version checked against its release record. Unless
+    `check_record` is False: `verify` reports mismatches itself."""
     local = local_path(uri)
     if local is not None:
         if check_record and paths is None:
