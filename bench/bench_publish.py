@@ -100,11 +100,11 @@ def _sequential(export: Path) -> float:
 def _publish(export: Path) -> tuple[float, float, int, dict[str, float]]:
     """Seconds to publish, to verify_version, the file count, and seconds per publish phase."""
     with emulators.start_gcs() as emu:
-        marks = [("start", 0.0)]
+        marks: list[tuple[str, float]] = []
         reg = Registry(emu.uri("registry"), storage_options=emu.storage_options,
                        step_hook=lambda step: marks.append((step, time.perf_counter())))
         records = []
-        marks[0] = ("start", time.perf_counter())
+        marks.append(("start", time.perf_counter()))
         seconds = _timed(lambda: records.append(
             reg.publish(str(export), "bench", VersionPolicy.next_integer(), {}, "bench-job")))
         verify = _timed(lambda: reg.verify_version("bench", records[0].version))

@@ -1,7 +1,7 @@
 """Version directories brought onto local disk, checked against their release record.
 
-TensorFlow loads from local files, so `call`, `inspect`, `convert` and the
-RunInference handlers download a remote version first. A version a registry
+TensorFlow loads from local files, so `call`, `convert` and the RunInference
+handlers download a remote version first. A version a registry
 published has a release record beside it (<registry>/<model>/.releases/<n>.json)
 listing each file's size, crc32c and sha256: such a download fetches exactly
 those files and compares every byte once it is local, so an object damaged or
@@ -50,8 +50,7 @@ def download_version(uri: str, destination: str, storage_options: dict | None = 
     store = open_store(uri, storage_options)
     record = release_record_of(uri, storage_options)
     if record is None:
-        if not store.download(store.root, destination):
-            raise FileNotFoundError(f"{store.uri}: no objects under this prefix")
+        _download(store, destination)
         return None
     # Missing files and wrong sizes (and GCS's own crc32c) are known before any byte moves.
     _check(store, record, "size", shown=store.uri)
@@ -72,6 +71,12 @@ def checked_local_version(uri: str) -> str:
         store = open_store(local)
         _check(store, record, "size", shown=store.uri)
     return local
+
+
+def _download(store: Store, destination: str, paths: list[str] | None = None) -> None:
+    """Everything under `store`'s root (or just `paths`) into `destination`; nothing there is an error."""
+    if not store.download(store.root, destination, paths):
+        raise FileNotFoundError(f"{store.uri}: no objects under this prefix")
 
 
 def _check(store: Store, record: ReleaseRecord, depth: str, *, shown: str) -> None:
@@ -101,7 +106,5 @@ def local_directory(uri: str, storage_options: dict | None = None, paths: list[s
         if paths is None and check_record:
             download_version(uri, scratch, storage_options)
         else:
-            store = open_store(uri, storage_options)
-            if not store.download(store.root, scratch, paths):
-                raise FileNotFoundError(f"{store.uri}: no objects under this prefix")
+            _download(open_store(uri, storage_options), scratch, paths)
         yield scratch
