@@ -49,7 +49,7 @@ cc: $(STAMP)
 # Regenerates the checked-in protobuf modules from imageformat/proto/*.proto with
 # protoc 25 (grpcio-tools 1.62, in its own venv): its modules have no runtime
 # version check and load on every protobuf we support (4.25 for TensorFlow
-# 2.16/2.17 up to 6.x). protoc names modules after paths, so it runs over a
+# 2.15 to 2.17 up to 6.x). protoc names modules after paths, so it runs over a
 # tf_bigexport/ view of the tree.
 PROTO_VIEW := build/proto-view
 PROTOC_VENV := build/protoc-venv
@@ -63,7 +63,7 @@ protos:
 	rm -rf $(PROTO_VIEW)
 
 # The project installed from its wheel in a fresh venv per supported TensorFlow
-# (tools/compat.py; venvs under .compat/, about 2 GB each). TF="2.16 2.21" picks rows.
+# (tools/compat.py; venvs under .compat/, about 2 GB each). TF="2.15 2.21" picks rows.
 TF ?=
 test-compat:
 	$(PYTHON) tools/compat.py $(foreach v,$(TF),--tf $(v))

@@ -21,7 +21,7 @@ FRAMEWORK = "libtensorflow_framework.so.2"
 # names only the framework library (enough for custom ops, not for running graphs).
 CC_LIBRARY = "libtensorflow_cc.so.2"
 # TensorFlow's Merger and the ChunkMetadata message, which the loader builds on. Not every
-# wheel ships them: the wheels of TensorFlow 2.16 to 2.18 have no proto_splitter headers, and
+# wheel ships them: the wheels of TensorFlow 2.15 to 2.18 have no proto_splitter headers, and
 # 2.19's merge.h includes Riegeli headers the wheel does not ship.
 REQUIRED_HEADERS = ("tensorflow/tools/proto_splitter/merge.h", "tensorflow/tools/proto_splitter/chunk.pb.h")
 MISSING_EXIT = 3

@@ -121,8 +121,6 @@ def _rewrite_program(source_dir: str, program: str, target_dir: str, to: str, sp
 
 def _resave_servable(source_dir: str, program: str, target_dir: str, split_threshold: int | None,
                      max_shard_size: int | None) -> None:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     from tf_bigexport import imageformat  # pylint: disable=import-outside-toplevel
     structure = _read(source_dir, program, **({"skip_large_constants": True} if program.endswith(".cpb") else {}))
     if not any(len(meta_graph.object_graph_def.nodes) for meta_graph in structure.meta_graphs):
@@ -133,11 +131,10 @@ def _resave_servable(source_dir: str, program: str, target_dir: str, split_thres
         loaded = imageformat.load(source_dir)
     except (OSError, ValueError) as error:  # e.g. a corrupt constant chunk or checkpoint
         raise NotConvertibleError(f"{program}: cannot be loaded: {_first_line(error)}") from None
-    options = tf.saved_model.SaveOptions(experimental_sharding_callback=(
-        tf.train.experimental.MaxShardSizePolicy(max_shard_size or (1 << 30))))
     try:
-        imageformat.save(loaded, target_dir, signatures=dict(loaded.signatures) or None, options=options,
-                         max_chunk_size=split_threshold, large_constants="variables")
+        imageformat.save(loaded, target_dir, signatures=dict(loaded.signatures) or None,
+                         max_shard_size=max_shard_size or (1 << 30), max_chunk_size=split_threshold,
+                         large_constants="variables")
     except ProgramTooLargeError as error:
         raise NotConvertibleError(f"{program}: the servable form does not apply: "
                                   f"{str(error).split('cannot save ', 1)[-1]}") from None

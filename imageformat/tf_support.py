@@ -1,4 +1,4 @@
-"""Image-format save and load inside open-source TensorFlow 2.16 to 2.21.
+"""Image-format save and load inside open-source TensorFlow 2.15 to 2.21.
 
 The pip build of TensorFlow has the image-format code path in save.py but
 never imports a splitter, refuses the option in SaveOptions, serializes the
@@ -12,6 +12,7 @@ internals differ, gets an ImportError naming it, never a silently wrong file.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
 import dataclasses
@@ -19,6 +20,7 @@ import functools
 import inspect
 import math
 import os
+import textwrap
 import threading
 from typing import Any, Callable, Iterator
 
@@ -58,21 +60,29 @@ class Adaptation:
     """Where a supported TensorFlow minor differs in what we patch.
 
     Read from each minor's installed sources; the shape checks below confirm
-    the installed TensorFlow matches its entry. Unchanged from 2.16 to 2.21
+    the installed TensorFlow matches its entry. Unchanged from 2.15 to 2.21
     and therefore not listed: the save path (save_and_return_nodes,
     _fill_meta_graph_def, TrackableConstant), Graph._as_graph_def and the
     loader's parse_saved_model. builder_impl passes Riegeli writer options to
     the splitter's write() from 2.18 on; SavedModelSplitter.write takes both forms.
     """
-    # save._SaveableView holds the SaveOptions as `.options` from 2.17 on, `._options` in 2.16.
+    # save._SaveableView holds the SaveOptions as `.options` from 2.17 on, `._options` before.
     saveable_view_options: str = "options"
     # tf.saved_model.contains_saved_model (loader_impl.maybe_saved_model_directory)
-    # sees saved_model.cpb from 2.17 on; for 2.16 our load patches teach it.
+    # sees saved_model.cpb from 2.17 on; for 2.15 and 2.16 our load patches teach it.
     contains_saved_model_sees_cpb: bool = True
+    # SaveOptions.experimental_sharding_callback (MaxShardSizePolicy) exists from 2.16 on; before,
+    # imageformat.save shards the checkpoint after TensorFlow wrote it (checkpoint_shards.py).
+    sharding_callback: bool = True
+    # save_and_return_nodes writes fingerprint.pb after an image-format save from 2.16 on; 2.15
+    # writes it beside a plain saved_model.pb only, so our splitter writes it after its file.
+    fingerprints_image_format: bool = True
 
 
 # Every supported minor is listed, so supporting a new one is a deliberate entry.
 ADAPTATIONS = {
+    "2.15": Adaptation(saveable_view_options="_options", contains_saved_model_sees_cpb=False,
+                       sharding_callback=False, fingerprints_image_format=False),
     "2.16": Adaptation(saveable_view_options="_options", contains_saved_model_sees_cpb=False),
     "2.17": Adaptation(),
     "2.18": Adaptation(),
@@ -123,6 +133,28 @@ def _check_save_splitter_call() -> str | None:
         and "save_and_return_nodes" in _names_used(save_lib.save),
         "save.save calling save_and_return_nodes, which calls "
         "proto_splitter.SavedModelSplitter(...).write(prefix)")
+
+
+def _check_image_format_fingerprint() -> str | None:
+    function = getattr(save_lib, "save_and_return_nodes", None)
+    if function is None:
+        return "save.save_and_return_nodes"
+    body = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(function)))).body[0].body
+    after_either_program = any(isinstance(statement, ast.Expr) and "write_fingerprint" in ast.unparse(statement)
+                               for statement in body)
+    return _require(
+        after_either_program == ADAPTATION.fingerprints_image_format,
+        "save.save_and_return_nodes writing fingerprint.pb "
+        + ("after either program file" if ADAPTATION.fingerprints_image_format else "beside saved_model.pb only"))
+
+
+def _check_sharding_callback() -> str | None:
+    has_callback = "experimental_sharding_callback" in getattr(save_options.SaveOptions, "__slots__", ())
+    return _require(
+        has_callback == ADAPTATION.sharding_callback
+        and hasattr(tf.train.experimental, "MaxShardSizePolicy") == ADAPTATION.sharding_callback,
+        "SaveOptions.experimental_sharding_callback and tf.train.experimental.MaxShardSizePolicy "
+        + ("present" if ADAPTATION.sharding_callback else "absent"))
 
 
 def _check_fill_meta_graph_def() -> str | None:
@@ -210,6 +242,8 @@ def _check_constants_and_fingerprinting() -> str | None:
 _SHAPE_CHECKS: tuple[Callable[[], str | None], ...] = (
     _check_save_options,
     _check_save_splitter_call,
+    _check_image_format_fingerprint,
+    _check_sharding_callback,
     _check_fill_meta_graph_def,
     _check_graph_internals,
     _check_captured_constant_export,
@@ -227,7 +261,7 @@ def check_supported(version: str | None = None) -> None:
     for check in _SHAPE_CHECKS:
         try:
             problem = check()
-        except (AttributeError, TypeError, ValueError) as error:
+        except (AttributeError, TypeError, ValueError, OSError) as error:  # OSError: no source to read
             problem = f"{check.__name__}: {error}"
         if problem:
             problems.append(problem)
@@ -258,8 +292,11 @@ _ORIGINAL_BUILDER_SPLITTER = getattr(builder_impl, "proto_splitter", _MISSING)
 # Options
 # --------------------------------------------------------------------------
 
-def image_format_options(options: save_options.SaveOptions | None) -> save_options.SaveOptions:
-    """A copy of ``options`` with experimental_image_format set.
+def image_format_options(options: save_options.SaveOptions | None,
+                         max_shard_size: int | None = None) -> save_options.SaveOptions:
+    """A copy of ``options`` with experimental_image_format set, and checkpoint shards of at
+    most ``max_shard_size`` bytes where TensorFlow writes them itself (2.16 on; see
+    ``reshard_after_save``).
 
     The constructor refuses the flag in OSS builds; the attribute itself is
     plain, so it is set after construction on a copy (the caller's object is
@@ -272,7 +309,22 @@ def image_format_options(options: save_options.SaveOptions | None) -> save_optio
         for name in save_options.SaveOptions.__slots__:
             setattr(copy, name, getattr(options, name))
     copy.experimental_image_format = True
+    if max_shard_size is not None:
+        from tf_bigexport.imageformat import checkpoint_shards  # pylint: disable=import-outside-toplevel
+        checkpoint_shards.check_max_shard_size(max_shard_size)
+        if ADAPTATION.sharding_callback:
+            copy.experimental_sharding_callback = tf.train.experimental.MaxShardSizePolicy(max_shard_size)
     return copy
+
+
+def reshard_after_save(export_dir: str, max_shard_size: int | None) -> None:
+    """Where TensorFlow cannot shard a checkpoint by size (before 2.16), shards the one the
+    save just wrote and writes fingerprint.pb again (its checkpoint_hash covers the index)."""
+    if max_shard_size is None or ADAPTATION.sharding_callback:
+        return
+    from tf_bigexport.imageformat import checkpoint_shards  # pylint: disable=import-outside-toplevel
+    if checkpoint_shards.reshard(os.path.join(export_dir, "variables", "variables"), max_shard_size):
+        fingerprinting_utils.write_fingerprint(export_dir)
 
 
 # --------------------------------------------------------------------------
@@ -439,7 +491,10 @@ class SavedModelSplitter:
             kwargs.update(max_chunk_size=moving.max_program_bytes, plain_only=True)
         # Also removes a stale saved_model.pb/.cpb of an earlier save, which
         # loaders would otherwise prefer or confuse with the new file.
-        return os.fspath(chunked.write_saved_model_proto(self._saved_model, export_dir, **kwargs))
+        path = os.fspath(chunked.write_saved_model_proto(self._saved_model, export_dir, **kwargs))
+        if not ADAPTATION.fingerprints_image_format and _writing_saved_model.get():
+            fingerprinting_utils.write_fingerprint(export_dir)  # the last file of the save, as from 2.16 on
+        return path
 
 
 class _SplitterModule:

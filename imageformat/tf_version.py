@@ -11,7 +11,7 @@ import re
 from types import ModuleType
 
 # Every minor `make test-compat` passes on (tools/compat.py's MATRIX, the README's table).
-SUPPORTED_MINORS = ("2.16", "2.17", "2.18", "2.19", "2.20", "2.21")
+SUPPORTED_MINORS = ("2.15", "2.16", "2.17", "2.18", "2.19", "2.20", "2.21")
 SUPPORTED_RANGE = f"{SUPPORTED_MINORS[0]} to {SUPPORTED_MINORS[-1]}"
 INSTALL_HINT = ("pip install 'tf-bigexport[cpu]' (tensorflow-cpu) or 'tf-bigexport[gpu]' "
                 "(tensorflow[and-cuda]) in a fresh environment, or install your own TensorFlow build")

@@ -11,7 +11,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # some job failed / verification found mismatches
     USAGE = 2  # bad arguments, a bad jobs file, or a preflight problem: nothing was done
     NOT_REGISTERED = 3  # everything published, but some model registry failed: retry with `register`
-    ENVIRONMENT = 4  # TensorFlow missing or outside the supported range (2.16 to 2.21): nothing was done
+    ENVIRONMENT = 4  # TensorFlow missing or outside the supported range (2.15 to 2.21): nothing was done
     NOT_CONVERTIBLE = 5  # `convert`: the source cannot take that form; nothing written or published
 
 

@@ -13,6 +13,7 @@ None of them may need an emulator or a dev-only package.
 
 COMPAT_FILES = frozenset({
     "test_save_load.py",
+    "test_checkpoint_shards.py",
     "test_tf_reads_our_cpb.py",
     "test_tf_support.py",
     "test_chunked_file.py",

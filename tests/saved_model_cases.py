@@ -72,9 +72,11 @@ def _keras(directory: str) -> tuple[object, Callable]:
 
     keras.utils.set_random_seed(7)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(4)])
+                              keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(4, name="logits")])
     tf.saved_model.save(model, directory)
-    return model, lambda x: {"output_0": model(x)}
+    # The serving signature's output: Keras 3 numbers outputs, Keras 2 (TensorFlow 2.15) names the layer.
+    output = "output_0" if keras.__version__.startswith("3.") else "logits"
+    return model, lambda x: {output: model(x)}
 
 
 _BUILDERS = {"calculator": _calculator, "keras": _keras}

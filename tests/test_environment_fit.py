@@ -97,9 +97,9 @@ def fake_tensorflow(root: pathlib.Path, body: str) -> dict:
 
 
 @pytest.mark.parametrize("body, says", [
-    ("__version__ = '2.15.1'\n", "tf-bigexport supports TensorFlow 2.16 to 2.21; the installed TensorFlow is 2.15.1"),
+    ("__version__ = '2.14.1'\n", "tf-bigexport supports TensorFlow 2.15 to 2.21; the installed TensorFlow is 2.14.1"),
     ("raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n",
-     "tf-bigexport needs TensorFlow 2.16 to 2.21 and none is installed: pip install 'tf-bigexport[cpu]'"),
+     "tf-bigexport needs TensorFlow 2.15 to 2.21 and none is installed: pip install 'tf-bigexport[cpu]'"),
 ])
 def test_cli_names_the_supported_range_and_exits_4(tmp_path: pathlib.Path, body: str, says: str) -> None:
     env = dict(os.environ, **fake_tensorflow(tmp_path / "site", body))

@@ -229,16 +229,21 @@ class Wide(tf.Module):
 
 
 def test_sharded_checkpoint_with_max_shard_size(tmp_path: pathlib.Path) -> None:
+    """TensorFlow shards by size from 2.16 on; before, imageformat.save reshards what it wrote."""
     module = Wide()
-    options = tf.saved_model.SaveOptions(
-        experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(max_shard_size=100_000))
-    imageformat.save(module, tmp_path / "wide", options=options, max_chunk_size=SMALL_CHUNK)
+    options = tf.saved_model.SaveOptions(save_debug_info=True)
+    imageformat.save(module, tmp_path / "wide", options=options, max_chunk_size=SMALL_CHUNK, max_shard_size=100_000)
 
-    shards = sorted(p.name for p in (tmp_path / "wide" / "variables").glob("variables.data-*"))
+    shards = sorted((tmp_path / "wide" / "variables").glob("variables.data-*"))
     assert len(shards) >= 3, shards
+    assert [p.name for p in shards] == [f"variables.data-{i:05d}-of-{len(shards):05d}" for i in range(len(shards))]
+    assert sorted(p.name for p in (tmp_path / "wide" / "variables").iterdir()) == sorted(
+        [p.name for p in shards] + ["variables.index"])  # no leftover single shard or temporary parts
     assert (tmp_path / "wide" / "saved_model.cpb").exists()
     assert options.experimental_image_format is False  # the caller's options are left alone
-    fingerprint_of(tmp_path / "wide")
+    # fingerprint.pb holds the checkpoint_hash of the index as it is now
+    written = fingerprint_pb2.FingerprintDef.FromString((tmp_path / "wide" / "fingerprint.pb").read_bytes())
+    assert written.checkpoint_hash == fingerprint_of(tmp_path / "wide").checkpoint_hash != 0
     loaded = imageformat.load(tmp_path / "wide")
     for original, restored in zip(module.layers, loaded.layers):
         np.testing.assert_array_equal(restored.numpy(), original.numpy())

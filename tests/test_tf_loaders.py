@@ -7,6 +7,7 @@ convert` (it reads through TensorFlow's C++ loader, which no patch reaches).
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -43,6 +44,10 @@ def run_child(script: str, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+KERAS_MAJOR = int(importlib.metadata.version("keras").split(".")[0])
+
+
+@pytest.mark.skipif(KERAS_MAJOR < 3, reason="TFSMLayer is Keras 3's; Keras 2 (TensorFlow 2.15) has none")
 def test_keras_tfsmlayer_reads_a_cpb_once_enabled(scaler_cpb, tmp_path):
     result = run_child("""
         import json, sys

@@ -26,16 +26,16 @@ def test_installed_tensorflow_is_supported() -> None:
     tf_support.check_supported()
 
 
-@pytest.mark.parametrize("version", ["2.15.1", "2.22.0", "2.22.0rc0", "2.22.0-dev20261101", "3.0.0"])
+@pytest.mark.parametrize("version", ["2.14.1", "2.22.0", "2.22.0rc0", "2.22.0-dev20261101", "3.0.0"])
 def test_version_outside_the_range_is_refused_by_name(version: str) -> None:
     with pytest.raises(tf_support.UnsupportedTensorFlowError) as raised:
         tf_support.check_supported(version=version)
     message = str(raised.value)
-    assert version in message and "2.16 to 2.21" in message
+    assert version in message and "2.15 to 2.21" in message
     assert isinstance(raised.value, ImportError)
 
 
-@pytest.mark.parametrize("version", ["2.16.1", "2.17.0rc1", "2.21.0"])
+@pytest.mark.parametrize("version", ["2.15.1", "2.16.1", "2.17.0rc1", "2.21.0"])
 def test_every_minor_in_the_range_passes_the_version_check(version: str) -> None:
     tf_version.check_version(version)
 
@@ -45,14 +45,14 @@ def test_unsupported_tensorflow_is_refused_before_any_internal_is_imported(tmp_p
     version is what the error names, not a missing internal module."""
     fake = tmp_path / "tensorflow"
     fake.mkdir()
-    (fake / "__init__.py").write_text("__version__ = '2.15.1'\n")
+    (fake / "__init__.py").write_text("__version__ = '2.14.1'\n")
     script = "from tf_bigexport.imageformat import tf_support\n"
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                             text=True, timeout=300, check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last == ("tf_bigexport.imageformat.tf_version.UnsupportedTensorFlowError: tf-bigexport supports "
-                    "TensorFlow 2.16 to 2.21; the installed TensorFlow is 2.15.1"), result.stderr
+                    "TensorFlow 2.15 to 2.21; the installed TensorFlow is 2.14.1"), result.stderr
 
 
 def test_missing_tensorflow_says_what_to_install(tmp_path: pathlib.Path) -> None:
@@ -62,7 +62,7 @@ def test_missing_tensorflow_says_what_to_install(tmp_path: pathlib.Path) -> None
                             text=True, timeout=300, check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert "needs TensorFlow 2.16 to 2.21 and none is installed" in last
+    assert "needs TensorFlow 2.15 to 2.21 and none is installed" in last
     assert "tf-bigexport[cpu]" in last and "tf-bigexport[gpu]" in last
 
 
@@ -114,8 +114,9 @@ def test_import_fails_loudly_on_unsupported_internals(tmp_path: pathlib.Path) ->
 
 
 def test_image_format_options_copy_everything_and_leave_the_original() -> None:
-    policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=1000)
-    settings = dict(save_debug_info=True, experimental_sharding_callback=policy, namespace_whitelist=["Custom"])
+    settings = dict(save_debug_info=True, namespace_whitelist=["Custom"])
+    if tf_support.ADAPTATION.sharding_callback:  # TensorFlow 2.16 on
+        settings["experimental_sharding_callback"] = tf.train.experimental.MaxShardSizePolicy(max_shard_size=1000)
     if "extra_tags" in save_options.SaveOptions.__slots__:  # TensorFlow 2.17 on
         settings["extra_tags"] = ["gpu"]
     original = tf.saved_model.SaveOptions(**settings)
@@ -126,6 +127,17 @@ def test_image_format_options_copy_everything_and_leave_the_original() -> None:
         if name != "experimental_image_format":
             assert getattr(copy, name) == getattr(original, name), name
     assert tf_support.image_format_options(None).experimental_image_format is True
+
+
+def test_max_shard_size_is_tensorflows_policy_where_it_has_one() -> None:
+    options = tf_support.image_format_options(None, max_shard_size=5000)
+    if tf_support.ADAPTATION.sharding_callback:  # 2.16 on: TensorFlow shards; 2.15: reshard_after_save
+        assert isinstance(options.experimental_sharding_callback, tf.train.experimental.MaxShardSizePolicy)
+    else:
+        assert "experimental_sharding_callback" not in save_options.SaveOptions.__slots__
+    for bad in (0, -5, 2.5, True, "1GB"):
+        with pytest.raises(ValueError, match="max_shard_size must be a positive number of bytes"):
+            tf_support.image_format_options(None, max_shard_size=bad)
 
 
 def test_save_patches_nest_and_unwind() -> None:

@@ -1,7 +1,7 @@
 """`make test-compat`: the project installed from its wheel, once per supported TensorFlow.
 
     python3 tools/compat.py                      # every row of MATRIX
-    python3 tools/compat.py --tf 2.16 --tf 2.21  # some rows (CI: the oldest and the newest)
+    python3 tools/compat.py --tf 2.15 --tf 2.21  # some rows (CI: the oldest and the newest)
     python3 tools/compat.py --list               # the rows, as the README shows them
 
 First the source distribution is built and checked (C source and .proto files
@@ -46,10 +46,11 @@ class Row:
 
 
 # One row per supported TensorFlow minor (imageformat/tf_support.py's table).
-# Pythons are spread so that each of 3.10..3.13 is tested; TensorFlow 2.16 to
+# Pythons are spread so that each of 3.10..3.13 is tested; TensorFlow 2.15 to
 # 2.19 have no wheels for 3.13. The newest row installs `tensorflow` (the
 # build with GPU support) rather than tensorflow-cpu.
 MATRIX = (
+    Row("2.15", "3.10", "tensorflow-cpu"),
     Row("2.16", "3.10", "tensorflow-cpu"),
     Row("2.17", "3.11", "tensorflow-cpu"),
     Row("2.18", "3.12", "tensorflow-cpu"),
@@ -170,7 +171,7 @@ def test_row(row: Row, args: argparse.Namespace, sdist: Path) -> dict:
         build_wheel(venv, sdist, WORK / "wheels" / f"py{row.python}-from-sdist")
     run([py, "-m", "pip", "install", "--force-reinstall", "--no-deps", wheel])
     # Naming the installed TensorFlow again is what the README tells users to do:
-    # pip then keeps its requirements (protobuf < 5 for 2.16) while resolving ours.
+    # pip then keeps its requirements (protobuf < 5 for 2.15 to 2.17) while resolving ours.
     run([py, "-m", "pip", "install", f"{wheel}[test]", f"{row.distribution}=={row.tensorflow}.*"])
     run([py, "-m", "pip", "check"])
     versions = run([py, "-c", "import importlib.metadata as m, sys; print(' '.join(f'{d}=={m.version(d)}' for d in "

@@ -79,14 +79,10 @@ def save_model(task: ExportTask, traced: Any, golden_npz: bytes,
 
     ``progress(bytes_written, expected_total)`` is called as the program file is written.
     """
-    import tensorflow as tf
-
     os.makedirs(task.work_dir, exist_ok=True)
     final_dir = saved_dir(task.work_dir)
-    options = tf.saved_model.SaveOptions(
-        experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(task.max_shard_size))
     with replacing_directory(final_dir) as temp_dir:  # .saved_model.tmp-<hex>, which gc recognizes
-        save_in_format(task, traced, temp_dir, options, progress)
+        save_in_format(task, traced, temp_dir, progress)
     write_file(os.path.join(task.work_dir, GOLDEN), golden_npz)
     proto_file = proto_file_of(final_dir)
     chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
@@ -95,7 +91,7 @@ def save_model(task: ExportTask, traced: Any, golden_npz: bytes,
             "saved_bytes": directory_size(final_dir), "loading": loadability.describe(final_dir).to_dict()}
 
 
-def save_in_format(task, traced, export_dir: str, options, progress) -> None:
+def save_in_format(task, traced, export_dir: str, progress) -> None:
     """Saves in the job's format: "image" (constants in the program, split when it must be),
     "servable" (large constants in the checkpoint, a plain saved_model.pb or an error), or
     "auto": servable if the rest of the program fits under split_threshold, else image."""
@@ -103,7 +99,7 @@ def save_in_format(task, traced, export_dir: str, options, progress) -> None:
     from tf_bigexport.imageformat.chunk_errors import ProgramTooLargeError
 
     def write(**how) -> None:
-        imageformat.save(traced.model, export_dir, signatures=traced.functions, options=options,
+        imageformat.save(traced.model, export_dir, signatures=traced.functions, max_shard_size=task.max_shard_size,
                          max_chunk_size=task.split_threshold, progress=progress, **how)
 
     if task.format == "image":
