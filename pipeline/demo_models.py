@@ -116,6 +116,8 @@ def demo_jobs(registry: str, *, large: bool = False) -> dict[str, Any]:
             "factory": "tf_bigexport.pipeline.demo_models:mobilenet_classifier",
             "signatures": {"serving_default": [{"name": "images", "dtype": "float32", "shape": [None, 96, 96, 3]}]},
             "sample_inputs": {"serving_default": {"generate": {"seed": 0, "batch": 2}}},
+            # 256 KiB shards: its 0.9 MB checkpoint is written as several files, as a large model's is.
+            "max_shard_size": 1 << 18,
             "tags": {"demo": "keras-image-classifier"},
         },
         {
