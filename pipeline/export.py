@@ -1,6 +1,7 @@
 """Running an export: options + graph + run + outcomes (the `run` and `demo` commands use this)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -10,7 +11,7 @@ from typing import Any, Sequence
 
 from tf_bigexport.pipeline.exit_codes import ExitCode, fail
 from tf_bigexport.pipeline.jobs import JobSpec
-from tf_bigexport.pipeline.logs import progress
+from tf_bigexport.pipeline.logs import WORKER_OUTPUT, progress, worker_output_to
 from tf_bigexport.pipeline.options import ResolvedRun, RunOptions, build_options, parse_run_options
 from tf_bigexport.pipeline.summary import read_outcomes
 from tf_bigexport.storage.uris import is_uri
@@ -75,8 +76,10 @@ def _run_pipeline(jobs: Sequence[JobSpec], run: ResolvedRun, options: Any,
     pipeline, _ = construct(jobs, run, options, attempt=attempt)
     start = time.monotonic()
     progress("export started", jobs=len(jobs), run_id=run.run_id, work_dir=run.work_dir)
-    result = pipeline.run()
-    result.wait_until_finish()
+    worker_output = _local_worker_output(run, options)
+    with worker_output_to(worker_output) if worker_output else contextlib.nullcontext():
+        result = pipeline.run()
+        result.wait_until_finish()
     totals = stage_counters(result)
     if counters is not None:
         counters.update(totals)
@@ -89,7 +92,21 @@ def _run_pipeline(jobs: Sequence[JobSpec], run: ResolvedRun, options: Any,
     seen = {o["model_name"] for o in outcomes}
     outcomes += [{"model_name": j.name, "status": "failed", "stage": "unknown",
                   "error": "the pipeline produced no outcome for this job"} for j in jobs if j.name not in seen]
+    if worker_output and not os.path.getsize(worker_output):
+        os.remove(worker_output)
+    elif worker_output and any(o["status"] != "published" for o in outcomes):
+        logging.getLogger("tf_bigexport").warning("what the worker processes wrote to stderr: %s", worker_output)
     return outcomes
+
+
+def _local_worker_output(run: ResolvedRun, options: Any) -> str | None:
+    """Where DirectRunner's multi_processing workers write their stderr (logs.worker_output_to), else None."""
+    from apache_beam.options.pipeline_options import DirectOptions
+    if run.runner.lower().removesuffix("runner") != "direct" or is_uri(run.work_dir) \
+            or options.view_as(DirectOptions).direct_running_mode != "multi_processing":
+        return None
+    os.makedirs(run.work_dir, exist_ok=True)
+    return os.path.join(run.work_dir, WORKER_OUTPUT)
 
 
 def _tidy_work_dir(run: ResolvedRun, outcomes: list[dict[str, Any]]) -> None:

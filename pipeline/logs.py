@@ -5,10 +5,14 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
+from typing import Iterator, TextIO
 
 from tf_bigexport.transforms.job_progress import CONSOLE_PID_ENV
 
 LOGGER_NAME = "tf_bigexport"
+# Where `run` puts what Beam's multi_processing workers write to stderr themselves (worker_output_to).
+WORKER_OUTPUT = "worker-output.log"
 # Where Beam's runner logs what worker processes logged (one record per worker record).
 WORKER_LOG_LOGGER = "apache_beam.runners.portability.local_job_service"
 
@@ -21,6 +25,8 @@ def configure(verbose: bool = False) -> None:
     worker processes (--direct_running_mode multi_processing) reach this
     process through Beam's logging service; they are shown as if logged here.
     """
+    global _verbose  # pylint: disable=global-statement
+    _verbose = verbose
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     os.environ[CONSOLE_PID_ENV] = str(os.getpid())  # job_progress draws live lines only in this process
     handler = _ConsoleHandler(sys.stderr)
@@ -39,6 +45,9 @@ def configure(verbose: bool = False) -> None:
         with contextlib.suppress(ImportError):
             import absl.logging
             absl.logging.set_verbosity(absl.logging.ERROR)
+        # Google's client libraries warn, at import, that they will stop updating for Python 3.10:
+        # theirs to say, nothing a user of this run can act on.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core\._python_version_support")
 
 
 class _ConsoleHandler(logging.StreamHandler):
@@ -109,6 +118,54 @@ def _is_our_code(path: str) -> bool:
     from tf_bigexport import pipeline, transforms
     roots = [os.path.abspath(p) for m in (pipeline, transforms) for p in m.__path__]  # storage: warnings only
     return any(os.path.abspath(path).startswith(root + os.sep) for root in roots)
+
+
+_verbose = False
+# A copy of the terminal's fd 2, opened once and never closed: a live job board may hold it.
+_terminal: TextIO | None = None
+
+
+@contextlib.contextmanager
+def worker_output_to(path: str) -> Iterator[None]:
+    """Child processes started within (Beam's multi_processing workers) write their stderr to
+    ``path``; this process's lines still reach the terminal.
+
+    A worker's imports log to the root logger before Beam's own handler exists (without Beam's
+    GCP extra: "apitools not found"), which has Python's logging print every later worker record
+    to stderr as well. The worker lines that matter reach `run` through Beam's logging service
+    anyway. With --verbose, or if sys.stderr is not fd 2 (embedded, tests), nothing changes.
+    """
+    global _terminal  # pylint: disable=global-statement
+    if _verbose or not _writes_to_fd2(sys.stderr):
+        yield
+        return
+    sys.stderr.flush()
+    if _terminal is None:
+        _terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    saved = os.dup(2)
+    with open(path, "ab") as output:
+        os.dup2(output.fileno(), 2)
+    previous, sys.stderr = sys.stderr, _terminal
+    ours = [h for h in logging.getLogger().handlers
+            if getattr(h, "_tf_bigexport", False) and getattr(h, "stream", None) is previous]
+    for handler in ours:
+        handler.setStream(_terminal)
+    try:
+        yield
+    finally:
+        _terminal.flush()
+        for handler in ours:
+            handler.setStream(previous)
+        sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _writes_to_fd2(stream: TextIO) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # pytest's capture, io.StringIO, a closed stream
+        return False
 
 
 @contextlib.contextmanager

@@ -117,6 +117,15 @@ def is_transient(exc: BaseException) -> bool:
     return is_unreachable(exc)
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """BaseException.add_note, which Python 3.10 lacks: there the same `__notes__` list (PEP 678),
+    which Redactor.describe reads, though 3.10's tracebacks do not print it."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+
+
 def with_retries(action: Callable[[], T], what: str, policy: RetryPolicy,
                  describe: Callable[[BaseException], str] = str) -> T:
     """Run `action`, retrying transient failures per `policy`."""
@@ -131,7 +140,7 @@ def with_retries(action: Callable[[], T], what: str, policy: RetryPolicy,
                     or (unreachable and elapsed >= policy.unreachable_within))
             if last:
                 if attempt > 1:
-                    exc.add_note(f"gave up after {attempt} attempts in {elapsed:.1f} s")
+                    add_note(exc, f"gave up after {attempt} attempts in {elapsed:.1f} s")
                 raise
             pause = policy.delay(attempt)
             if unreachable:

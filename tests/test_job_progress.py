@@ -148,6 +148,34 @@ def test_multi_processing_keeps_every_jobs_lines_and_no_worker_noise(tmp_path):
     assert len(lines) == len(set(lines)), err  # nothing twice
 
 
+WORKER_OUTPUT_SCRIPT = """
+import logging, subprocess, sys
+from tf_bigexport.pipeline import logs
+logs.configure(verbose=sys.argv[2] == "verbose")
+with logs.worker_output_to(sys.argv[1]):
+    logging.getLogger("tf_bigexport").info("our line, during the run")
+    subprocess.run([sys.executable, "-c", "import logging; logging.warning('worker chatter')"], check=True)
+logging.getLogger("tf_bigexport").info("our line, after the run")
+subprocess.run([sys.executable, "-c", "import sys; print('a later child', file=sys.stderr)"], check=True)
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_worker_processes_write_to_their_file_and_our_lines_to_the_terminal(tmp_path, verbose):
+    """Beam's multi_processing workers inherit stderr; without Beam's GCP extra their imports make
+    Python's logging print every worker record there (logs.worker_output_to)."""
+    output = tmp_path / "worker-output.log"
+    result = subprocess.run([sys.executable, "-c", WORKER_OUTPUT_SCRIPT, str(output), "verbose" if verbose else ""],
+                            capture_output=True, text=True, timeout=300, check=True)
+    assert "our line, during the run" in result.stderr and "our line, after the run" in result.stderr
+    assert "a later child" in result.stderr  # fd 2 is the terminal again afterwards
+    if verbose:  # --verbose shows everything where it was
+        assert "worker chatter" in result.stderr and not output.exists()
+    else:
+        assert "worker chatter" not in result.stderr
+        assert output.read_text() == "WARNING:root:worker chatter\n"
+
+
 def test_beams_import_notes_on_the_root_logger_show_only_with_verbose():
     """Beam logs "apitools not found, ..." on the root logger when its GCP clients are imported
     (the demo does): noise to a user, shown with -v like other libraries' notes."""

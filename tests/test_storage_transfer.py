@@ -16,7 +16,7 @@ from fault_proxy import FaultProxy
 from tf_bigexport.storage import Registry, StorageError, VersionPolicy, is_transient
 from tf_bigexport.storage.manifest import checksum_stream
 from tf_bigexport.storage.progress import Progress
-from tf_bigexport.storage.retry import RetryPolicy, is_unreachable, with_retries
+from tf_bigexport.storage.retry import RetryPolicy, is_unreachable
 from tf_bigexport.storage.transfer import run_parallel
 from storage_testkit import make_export, read_tree, export_files
 
@@ -94,38 +94,6 @@ def test_one_retry_layer_bounds_the_attempts(kind, request, tmp_path):
             registry.release_state("m", 1)
     assert proxy.requests == policy.attempts, proxy.injected
     assert time.monotonic() - start < 5
-
-
-def test_with_retries_backs_off_on_transient_and_stops_on_permanent(caplog):
-    calls = []
-
-    def flaky():
-        calls.append(1)
-        if len(calls) < 3:
-            raise ConnectionResetError(errno.ECONNRESET, "reset by peer")
-        return "ok"
-
-    with caplog.at_level(logging.WARNING, logger="storage"):
-        assert with_retries(flaky, "upload x", FAST) == "ok"
-    assert len(calls) == 3
-    assert caplog.text.count("upload x: transient failure") == 2
-
-    calls.clear()
-
-    def denied():
-        calls.append(1)
-        raise PermissionError("403 forbidden")
-
-    with pytest.raises(PermissionError):
-        with_retries(denied, "upload y", FAST)
-    assert len(calls) == 1
-
-    calls.clear()
-    with pytest.raises(TimeoutError):
-        with_retries(lambda: calls.append(1) or (_ for _ in ()).throw(TimeoutError("t")), "z", FAST)
-    assert len(calls) == FAST.attempts
-    delays = [RetryPolicy(base_delay=1, max_delay=5).delay(a) for a in range(1, 8)]
-    assert all(0 <= d <= 5 for d in delays)
 
 
 def test_publish_survives_transient_upload_and_copy_failures(remote_target, tmp_path, monkeypatch, caplog):

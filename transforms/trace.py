@@ -65,12 +65,21 @@ def target_of(model: Any, signature: SignatureTask) -> Any:
     return method
 
 
+# Where a Keras functional model holds its input structure (a tensor, list or dict of them):
+# Keras 3, and Keras 2 (TensorFlow 2.15's tf.keras).
+_KERAS_INPUTS = ("_inputs_struct", "_nested_inputs")
+
+
+def _keras_inputs(model: Any) -> Any:
+    return next((getattr(model, name) for name in _KERAS_INPUTS if getattr(model, name, None) is not None), None)
+
+
 def _input_structure(model: Any, method: Any, signature: SignatureTask) -> Any:
     """The structure the traced method takes its inputs in, when it says: a Keras functional model's
     (a dict of named inputs, or a list), or that of a tf.function whose input signature is one dict or
     list (e.g. a keras.export.ExportArchive endpoint); else None."""
-    if signature.method == "__call__" and getattr(model, "_inputs_struct", None) is not None:
-        return model._inputs_struct  # pylint: disable=protected-access
+    if signature.method == "__call__" and _keras_inputs(model) is not None:
+        return _keras_inputs(model)
     declared = getattr(method, "input_signature", None)
     return declared[0] if declared is not None and len(declared) == 1 else None
 
@@ -127,7 +136,7 @@ def add_serve_endpoint(traced: "TracedModel", task: ExportTask) -> None:
     so `loaded.serve(inputs)` works as on a Keras export; only if the model has no `serve` of its own."""
     serving = next((s for s in task.signatures if s.key == "serving_default" and s.method == "__call__"), None)
     model = traced.model
-    if serving is None or not hasattr(model, "_inputs_struct") or hasattr(model, "serve"):
+    if serving is None or not any(hasattr(model, name) for name in _KERAS_INPUTS) or hasattr(model, "serve"):
         return
     model.serve = traced.endpoints[serving.key]
 
