@@ -92,11 +92,19 @@ def _run_pipeline(jobs: Sequence[JobSpec], run: ResolvedRun, options: Any,
     seen = {o["model_name"] for o in outcomes}
     outcomes += [{"model_name": j.name, "status": "failed", "stage": "unknown",
                   "error": "the pipeline produced no outcome for this job"} for j in jobs if j.name not in seen]
-    if worker_output and not os.path.getsize(worker_output):
-        os.remove(worker_output)
-    elif worker_output and any(o["status"] != "published" for o in outcomes):
-        logging.getLogger("tf_bigexport").warning("what the worker processes wrote to stderr: %s", worker_output)
+    if worker_output:
+        _settle_worker_output(worker_output, outcomes)
     return outcomes
+
+
+def _settle_worker_output(path: str, outcomes: list[dict[str, Any]]) -> None:
+    """An empty file goes; one beside a failed job is named. There is none with --verbose."""
+    if not os.path.exists(path):
+        return
+    if not os.path.getsize(path):
+        os.remove(path)
+    elif any(o["status"] != "published" for o in outcomes):
+        logging.getLogger("tf_bigexport").warning("what the worker processes wrote to stderr: %s", path)
 
 
 def _local_worker_output(run: ResolvedRun, options: Any) -> str | None:

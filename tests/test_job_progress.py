@@ -176,6 +176,22 @@ def test_worker_processes_write_to_their_file_and_our_lines_to_the_terminal(tmp_
         assert output.read_text() == "WARNING:root:worker chatter\n"
 
 
+def test_worker_output_file_is_removed_when_empty_and_named_when_a_job_failed(tmp_path, caplog):
+    from tf_bigexport.pipeline.export import _settle_worker_output
+    path = tmp_path / "worker-output.log"
+    published, failed = [{"status": "published"}], [{"status": "published"}, {"status": "failed"}]
+    _settle_worker_output(str(path), failed)  # --verbose: there is no file
+    path.write_text("")
+    _settle_worker_output(str(path), failed)
+    assert not path.exists()
+    path.write_text("Traceback ...\n")
+    with caplog.at_level(logging.WARNING, logger="tf_bigexport"):
+        _settle_worker_output(str(path), published)
+        assert caplog.text == ""
+        _settle_worker_output(str(path), failed)
+    assert path.exists() and f"what the worker processes wrote to stderr: {path}" in caplog.text
+
+
 def test_beams_import_notes_on_the_root_logger_show_only_with_verbose():
     """Beam logs "apitools not found, ..." on the root logger when its GCP clients are imported
     (the demo does): noise to a user, shown with -v like other libraries' notes."""
