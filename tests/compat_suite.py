@@ -5,10 +5,12 @@ Format and conformance: save, load, enable(), TensorFlow's C++ reading our
 fingerprint hashes; the servable form loaded by stock TensorFlow (Python,
 saved_model_cli, C++ LoadSavedModel), TensorFlow's own Python loaders
 (TFSMLayer) on a .cpb, and the C++ loader (cc/) built against that
-TensorFlow's wheel; storage's retry layer on every Python, and the job lines
-of Beam's worker processes where Beam's GCP extra is absent. conftest.py marks
-their tests `compat`; tools/compat.py passes these files (plus INSTALLED_FILES) to pytest, so no other test module
-(and its dependencies: emulators, Terraform parsing) is even collected there.
+TensorFlow's wheel; storage's retry layer on every Python, the job lines of
+Beam's worker processes where Beam's GCP extra is absent, and Keras models
+with several inputs exported by the pipeline (Keras 2 on TensorFlow 2.15).
+conftest.py marks their tests `compat`; tools/compat.py passes these files
+(plus INSTALLED_FILES) to pytest, so no other test module (and its
+dependencies: emulators, Terraform parsing) is even collected there.
 None of them may need an emulator or a dev-only package.
 """
 
@@ -31,6 +33,8 @@ COMPAT_FILES = frozenset({
     "test_storage_retry.py",
     # Beam's multi_processing workers in an environment without Beam's GCP extra, as users have it.
     "test_job_progress.py",
+    # Keras models with several inputs through the pipeline: Keras 2 (TensorFlow 2.15) and Keras 3.
+    "test_keras_inputs.py",
 })
 
 # Checks of the installed wheel itself (marked `installed`; deselected by default).
