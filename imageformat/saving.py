@@ -27,8 +27,8 @@ def save(obj: Any, export_dir: str | os.PathLike, signatures: Any = None,
 
     Everything except the program proto is TensorFlow's own code: variables
     (in shards of at most ``max_shard_size`` bytes if given; on TensorFlow 2.15,
-    which cannot shard by size, the checkpoint is resharded after the
-    save, whole tensors per shard: checkpoint_shards.py), assets,
+    which cannot shard by size, our splitter reshards the checkpoint TensorFlow
+    wrote, whole tensors per shard: checkpoint_shards.py), assets,
     and fingerprint.pb (computed by TensorFlow's C++ reading our file). The
     proto is split into chunks of at most ``max_chunk_size`` bytes (None: the
     splitter's default); if nothing needs splitting the file is a plain
@@ -69,11 +69,10 @@ def save(obj: Any, export_dir: str | os.PathLike, signatures: Any = None,
         raise ValueError("max_program_bytes applies to large_constants='variables' only")
     image_options = tf_support.image_format_options(options, max_shard_size)
     try:
-        with tf_support.image_format_saving(max_chunk_size=max_chunk_size,
-                                            max_constant_bytes=max_constant_bytes, progress=progress), \
+        with tf_support.image_format_saving(max_chunk_size=max_chunk_size, max_constant_bytes=max_constant_bytes,
+                                            progress=progress, max_shard_size=max_shard_size), \
                 _constants_in(large_constants, max_chunk_size, max_program_bytes):
             tf.saved_model.save(obj, export_dir, signatures=signatures, options=image_options)
-        tf_support.reshard_after_save(export_dir, max_shard_size)
     except (ConstantTooLargeError, ProgramTooLargeError) as error:
         raise type(error)(f"{export_dir}: cannot save {error}") from None
     except ValueError as error:

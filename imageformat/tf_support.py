@@ -295,8 +295,8 @@ _ORIGINAL_BUILDER_SPLITTER = getattr(builder_impl, "proto_splitter", _MISSING)
 def image_format_options(options: save_options.SaveOptions | None,
                          max_shard_size: int | None = None) -> save_options.SaveOptions:
     """A copy of ``options`` with experimental_image_format set, and checkpoint shards of at
-    most ``max_shard_size`` bytes where TensorFlow writes them itself (2.16 on; see
-    ``reshard_after_save``).
+    most ``max_shard_size`` bytes where TensorFlow writes them itself (2.16 on; before,
+    our splitter reshards: see ``image_format_saving``).
 
     The constructor refuses the flag in OSS builds; the attribute itself is
     plain, so it is set after construction on a copy (the caller's object is
@@ -317,16 +317,6 @@ def image_format_options(options: save_options.SaveOptions | None,
     return copy
 
 
-def reshard_after_save(export_dir: str, max_shard_size: int | None) -> None:
-    """Where TensorFlow cannot shard a checkpoint by size (before 2.16), shards the one the
-    save just wrote and writes fingerprint.pb again (its checkpoint_hash covers the index)."""
-    if max_shard_size is None or ADAPTATION.sharding_callback:
-        return
-    from tf_bigexport.imageformat import checkpoint_shards  # pylint: disable=import-outside-toplevel
-    if checkpoint_shards.reshard(os.path.join(export_dir, "variables", "variables"), max_shard_size):
-        fingerprinting_utils.write_fingerprint(export_dir)
-
-
 # --------------------------------------------------------------------------
 # The patched functions
 # --------------------------------------------------------------------------
@@ -339,6 +329,9 @@ _max_chunk_size = contextvars.ContextVar("imageformat_max_chunk_size", default=N
 _write_progress = contextvars.ContextVar("imageformat_write_progress", default=None)
 # Largest tensor a constant of the save running in this context may hold (None: protobuf's limit).
 _max_constant_bytes = contextvars.ContextVar("imageformat_max_constant_bytes", default=None)
+# Checkpoint shard limit of the save running in this context, for the splitter to reshard
+# where TensorFlow has no MaxShardSizePolicy (None: the checkpoint stays as TensorFlow wrote it).
+_max_shard_size = contextvars.ContextVar("imageformat_max_shard_size", default=None)
 _enabled_max_chunk_size: int | None = None
 
 
@@ -492,9 +485,21 @@ class SavedModelSplitter:
         # Also removes a stale saved_model.pb/.cpb of an earlier save, which
         # loaders would otherwise prefer or confuse with the new file.
         path = os.fspath(chunked.write_saved_model_proto(self._saved_model, export_dir, **kwargs))
-        if not ADAPTATION.fingerprints_image_format and _writing_saved_model.get():
-            fingerprinting_utils.write_fingerprint(export_dir)  # the last file of the save, as from 2.16 on
+        if _writing_saved_model.get():  # the checkpoint is complete: the save writes it before the program
+            _reshard_checkpoint(export_dir)
+            if not ADAPTATION.fingerprints_image_format:
+                fingerprinting_utils.write_fingerprint(export_dir)  # the last file of the save, as from 2.16 on
         return path
+
+
+def _reshard_checkpoint(export_dir: str) -> None:
+    """Shards of at most the save's max_shard_size where TensorFlow cannot write them (before 2.16),
+    before fingerprint.pb is computed (its checkpoint_hash covers the index)."""
+    limit = _max_shard_size.get()
+    if limit is None or ADAPTATION.sharding_callback:
+        return
+    from tf_bigexport.imageformat import checkpoint_shards  # pylint: disable=import-outside-toplevel
+    checkpoint_shards.reshard(os.path.join(export_dir, "variables", "variables"), limit)
 
 
 class _SplitterModule:
@@ -642,12 +647,15 @@ _enabled = False
 @contextlib.contextmanager
 def image_format_saving(max_chunk_size: int | None = None,
                         max_constant_bytes: int | None = None,
-                        progress: Any = None) -> Iterator[None]:
+                        progress: Any = None, max_shard_size: int | None = None) -> Iterator[None]:
     """Within the block, image-format saves go through our splitter and graph assembly.
 
     ``max_constant_bytes`` (None: protobuf's 2 GiB limit) is the largest tensor
     one constant may hold; larger ones raise ConstantTooLargeError.
     ``progress`` (a chunked.WriteProgress) hears of the program file's bytes.
+    ``max_shard_size``: where TensorFlow has no MaxShardSizePolicy (2.15), the
+    splitter reshards the checkpoint to it (checkpoint_shards.py) before
+    fingerprint.pb is written; from 2.16 on, image_format_options sets the policy.
     """
     for name, value in (("max_chunk_size", max_chunk_size), ("max_constant_bytes", max_constant_bytes)):
         if value is not None and (not isinstance(value, int) or value <= 0):
@@ -655,10 +663,12 @@ def image_format_saving(max_chunk_size: int | None = None,
     token = _max_chunk_size.set(max_chunk_size)
     constant_token = _max_constant_bytes.set(max_constant_bytes)
     progress_token = _write_progress.set(progress)
+    shard_token = _max_shard_size.set(max_shard_size)
     try:
         with _SAVE_PATCHES.held():
             yield
     finally:
+        _max_shard_size.reset(shard_token)
         _write_progress.reset(progress_token)
         _max_constant_bytes.reset(constant_token)
         _max_chunk_size.reset(token)

@@ -131,7 +131,7 @@ def test_image_format_options_copy_everything_and_leave_the_original() -> None:
 
 def test_max_shard_size_is_tensorflows_policy_where_it_has_one() -> None:
     options = tf_support.image_format_options(None, max_shard_size=5000)
-    if tf_support.ADAPTATION.sharding_callback:  # 2.16 on: TensorFlow shards; 2.15: reshard_after_save
+    if tf_support.ADAPTATION.sharding_callback:  # 2.16 on: TensorFlow shards; 2.15: our splitter reshards
         assert isinstance(options.experimental_sharding_callback, tf.train.experimental.MaxShardSizePolicy)
     else:
         assert "experimental_sharding_callback" not in save_options.SaveOptions.__slots__

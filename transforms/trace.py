@@ -78,8 +78,8 @@ def _input_structure(model: Any, method: Any, signature: SignatureTask) -> Any:
     """The structure the traced method takes its inputs in, when it says: a Keras functional model's
     (a dict of named inputs, or a list), or that of a tf.function whose input signature is one dict or
     list (e.g. a keras.export.ExportArchive endpoint); else None."""
-    if signature.method == "__call__" and _keras_inputs(model) is not None:
-        return _keras_inputs(model)
+    if signature.method == "__call__" and (structure := _keras_inputs(model)) is not None:
+        return structure
     declared = getattr(method, "input_signature", None)
     return declared[0] if declared is not None and len(declared) == 1 else None
 
