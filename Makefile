@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: env demo test test-slow test-compat bench protos dist clean cc
+.PHONY: env demo test test-slow test-oldest test-compat bench protos dist clean cc
 
 env: $(STAMP)
 
@@ -61,6 +61,11 @@ protos:
 	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I$(PROTO_VIEW) --python_out=$(PROTO_VIEW) --pyi_out=$(PROTO_VIEW) \
 	    tf_bigexport/imageformat/proto/versions.proto tf_bigexport/imageformat/proto/chunk.proto
 	rm -rf $(PROTO_VIEW)
+
+# The whole suite on the oldest supported pair, TensorFlow 2.15 (Keras 2) on Python 3.10,
+# in its own venv under .compat/; `make test` runs it on the newest TensorFlow.
+test-oldest:
+	$(PYTHON) tools/compat.py --full-suite --tf 2.15
 
 # The project installed from its wheel in a fresh venv per supported TensorFlow
 # (tools/compat.py; venvs under .compat/, about 2 GB each). TF="2.15 2.21" picks rows.

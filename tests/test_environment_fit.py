@@ -77,6 +77,10 @@ def test_ci_runs_the_oldest_and_newest_rows() -> None:
     oldest, newest = matrix[0], matrix[-1]
     assert re.search(rf"compat\.py[^\n]*--tf {oldest.tensorflow}\b[^\n]*--tf {newest.tensorflow}\b", ci), ci
     assert (oldest.python, newest.python) == ("3.10", "3.13")  # also the oldest and newest Python
+    # and the whole suite, not only the compat tests, on the oldest row
+    assert re.search(rf"compat\.py --full-suite --tf {oldest.tensorflow}\b", ci), ci
+    assert re.search(rf"^test-oldest:\n\t.*compat\.py --full-suite --tf {oldest.tensorflow}$",
+                     (REPO / "Makefile").read_text(), re.M)
 
 
 def test_generated_protos_load_on_the_oldest_supported_protobuf() -> None:

@@ -59,11 +59,14 @@ def test_marked_blocks_are_bash_and_unmarked_commands_are_not_forgotten():
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A scratch 'fresh clone': the repository's files linked in, no registry yet."""
+    """A scratch 'fresh clone': the repository's files linked in, no registry yet. Its
+    .venv is the environment running the suite (the repository's own under `make test`,
+    another TensorFlow's under `tools/compat.py --full-suite`)."""
     scratch = tmp_path_factory.mktemp("readme")
     for name in os.listdir(ROOT):
-        if name not in SKIP and not name.endswith(".egg-info"):
+        if name not in SKIP and name != ".venv" and not name.endswith(".egg-info"):
             os.symlink(os.path.join(ROOT, name), scratch / name)
+    os.symlink(sys.prefix, scratch / ".venv")
     return scratch
 
 

@@ -3,6 +3,7 @@
     python3 tools/compat.py                      # every row of MATRIX
     python3 tools/compat.py --tf 2.15 --tf 2.21  # some rows (CI: the oldest and the newest)
     python3 tools/compat.py --list               # the rows, as the README shows them
+    python3 tools/compat.py --full-suite --tf 2.15  # the whole suite on a row (`make test-oldest`)
 
 First the source distribution is built and checked (C source and .proto files
 inside, a wheel builds from it). Then for each row: a fresh venv under
@@ -14,6 +15,12 @@ packages, run the tests marked `compat` (format and conformance: save,
 load, enable(), TensorFlow's C++ reading our .cpb, merge equal to
 TensorFlow's own save) and those marked `installed` (the wheel's contents,
 the demo and a smoke test through the installed CLI).
+
+With --full-suite, a row instead gets the whole test suite, as `make test`
+runs it on the newest TensorFlow: the repository installed editable with
+the [suite] extra into .compat/full-tfX-pyY (Beam's GCP extra left out: it
+needs TensorFlow 2.20 on), TensorFlow named in the same install. CI runs it
+on the oldest row, where Python- and Keras-2-only failures would hide.
 
 Builds must print no setuptools deprecation warning. Venvs are kept for a
 rerun (`--fresh` rebuilds them, `--remove` deletes each after its run).
@@ -174,8 +181,7 @@ def test_row(row: Row, args: argparse.Namespace, sdist: Path) -> dict:
     # pip then keeps its requirements (protobuf < 5 for 2.15 to 2.17) while resolving ours.
     run([py, "-m", "pip", "install", f"{wheel}[test]", f"{row.distribution}=={row.tensorflow}.*"])
     run([py, "-m", "pip", "check"])
-    versions = run([py, "-c", "import importlib.metadata as m, sys; print(' '.join(f'{d}=={m.version(d)}' for d in "
-                    "sys.argv[1:]))", row.distribution, "protobuf", "numpy", "keras"]).split()
+    versions = installed_versions(py, row)
     scratch = WORK / f"user-project-py{row.python}"
     make_user_directory(scratch)
     env = dict(os.environ, TF_BIGEXPORT_WHEEL_TEST=str(wheel), TF_BIGEXPORT_TENSORFLOW_DIST=row.distribution,
@@ -189,6 +195,30 @@ def test_row(row: Row, args: argparse.Namespace, sdist: Path) -> dict:
     if args.remove:
         shutil.rmtree(venv, ignore_errors=True)
     return {"row": row, "versions": versions, "seconds": time.monotonic() - started}
+
+
+def full_suite_row(row: Row, args: argparse.Namespace) -> dict:
+    """The whole suite from the repository, on the row's TensorFlow and Python (-rs: why each skip)."""
+    started = time.monotonic()
+    venv = WORK / f"full-tf{row.tensorflow}-py{row.python}"
+    if args.fresh:
+        shutil.rmtree(venv, ignore_errors=True)
+    if not (venv / "bin" / "python").exists():
+        run([find_python(row.python), "-m", "venv", venv])
+        run([venv / "bin" / "python", "-m", "pip", "install", "--upgrade", "pip"])
+    py = venv / "bin" / "python"
+    run([py, "-m", "pip", "install", "-e", f"{REPO}[suite]", f"{row.distribution}=={row.tensorflow}.*"])
+    run([py, "-m", "pip", "check"])
+    versions = installed_versions(py, row)
+    run([py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", str(args.workers)])
+    if args.remove:
+        shutil.rmtree(venv, ignore_errors=True)
+    return {"row": row, "versions": versions, "seconds": time.monotonic() - started}
+
+
+def installed_versions(py: Path, row: Row) -> list[str]:
+    return run([py, "-c", "import importlib.metadata as m, sys; print(' '.join(f'{d}=={m.version(d)}' for d in "
+                "sys.argv[1:]))", row.distribution, "protobuf", "numpy", "keras"]).split()
 
 
 def rows(args: argparse.Namespace) -> list[Row]:
@@ -208,6 +238,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="recreate the venvs")
     parser.add_argument("--remove", action="store_true", help="delete each venv after its run")
     parser.add_argument("--list", action="store_true", help="print the matrix and exit")
+    parser.add_argument("--full-suite", action="store_true",
+                        help="run the whole test suite (editable install, [suite] extra) instead of the compat tests")
     args = parser.parse_args()
     if args.list:
         for row in MATRIX:
@@ -215,6 +247,12 @@ def main() -> None:
         return
     WORK.mkdir(exist_ok=True)
     selected = rows(args)
+    if args.full_suite:
+        for row in selected:
+            log(f"=== the full suite on TensorFlow {row.tensorflow} ({row.distribution}), Python {row.python}")
+            result = full_suite_row(row, args)
+            log(f"passed: {' '.join(result['versions'])} ({result['seconds'] / 60:.1f} min)")
+        return
     sdist = build_sdist(find_python(selected[0].python), WORK / "sdist")
     results = []
     for row in selected:
