@@ -59,7 +59,8 @@ protos:
 	rm -rf $(PROTO_VIEW) && mkdir -p $(PROTO_VIEW)/tf_bigexport
 	ln -s $(CURDIR)/imageformat $(PROTO_VIEW)/tf_bigexport/imageformat
 	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I$(PROTO_VIEW) --python_out=$(PROTO_VIEW) --pyi_out=$(PROTO_VIEW) \
-	    tf_bigexport/imageformat/proto/versions.proto tf_bigexport/imageformat/proto/chunk.proto
+	    tf_bigexport/imageformat/proto/versions.proto tf_bigexport/imageformat/proto/chunk.proto \
+	    tf_bigexport/imageformat/proto/serving_warmup.proto
 	rm -rf $(PROTO_VIEW)
 
 # The whole suite on the oldest supported pair, TensorFlow 2.15 (Keras 2) on Python 3.10,

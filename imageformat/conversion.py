@@ -7,7 +7,8 @@
               saved again, see constants_as_variables.py)
 
 pb and cpb rewrite only the program file: variables, assets and the rest are
-copied byte for byte, and TensorFlow computes the new fingerprint.pb. The
+copied byte for byte, and TensorFlow computes the new fingerprint.pb. servable
+carries assets.extra/ (TF Serving's warmup requests) over as it is. The
 output appears complete or not at all (built next to it, then renamed).
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tf_bigexport.local_files import replacing_directory
 from tf_bigexport.imageformat import loadability
 from tf_bigexport.imageformat.chunk_errors import ChunkedFormatError, ProgramTooLargeError
 from tf_bigexport.imageformat.riegeli import RiegeliError
-from tf_bigexport.savedmodel_files import FINGERPRINT_PB, SAVED_MODEL_CPB, SAVED_MODEL_PB, SAVED_MODEL_PBTXT
+from tf_bigexport.savedmodel_files import (ASSETS_EXTRA, FINGERPRINT_PB, SAVED_MODEL_CPB, SAVED_MODEL_PB,
+                                            SAVED_MODEL_PBTXT)
 
 TARGETS = ("pb", "cpb", "servable")
 _PROGRAM_FILES = (SAVED_MODEL_PB, SAVED_MODEL_PBTXT, SAVED_MODEL_CPB)  # TensorFlow's preference
@@ -138,3 +140,6 @@ def _resave_servable(source_dir: str, program: str, target_dir: str, split_thres
     except ProgramTooLargeError as error:
         raise NotConvertibleError(f"{program}: the servable form does not apply: "
                                   f"{str(error).split('cannot save ', 1)[-1]}") from None
+    # TensorFlow's save writes no assets.extra/ (TF Serving's warmup requests): carried over as is.
+    if os.path.isdir(os.path.join(source_dir, ASSETS_EXTRA)):
+        shutil.copytree(os.path.join(source_dir, ASSETS_EXTRA), os.path.join(target_dir, ASSETS_EXTRA))

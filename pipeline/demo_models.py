@@ -131,6 +131,8 @@ def demo_jobs(registry: str, *, large: bool = False) -> dict[str, Any]:
                 "serving_default": {"tokens": ["token1", "token7", "not-in-vocab"]},
                 "score": {"generate": {"seed": 1, "batch": 3}},
             },
+            # Both signatures' sample inputs as TensorFlow Serving's warmup requests (assets.extra/).
+            "serving_warmup": True,
             "tags": {"demo": "two-signatures-and-vocab-asset"},
         },
         {

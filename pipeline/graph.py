@@ -50,6 +50,7 @@ def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict 
         python_path=first,
         launch_dir=launch_dir,
         trace_timeout=job.trace_timeout,
+        serving_warmup=job.serving_warmup,
     )
 
 

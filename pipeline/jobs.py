@@ -26,6 +26,7 @@ A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
         version: next                 # "next" | integer >= 1 | "timestamp"
         registry: gs://other/models   # optional; else the file's registry, else --registry
         tags: {team: vision}          # optional string labels stored in the release record
+        serving_warmup: true          # optional: sample inputs as TF Serving warmup requests (default false)
         trace_timeout: 3600           # seconds the factory, tracing and golden outputs may take (default 1 h)
 
 Relative paths (checkpoint, .npy/.npz) are resolved against the jobs file's directory.
@@ -81,7 +82,7 @@ _FACTORY = re.compile(rf"(?=.{{1,256}}\Z){_DOTTED}:{_DOTTED}", re.ASCII | re.DOT
 _TOP_FIELDS = {"jobs", "registry"}
 _JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
                "split_threshold", "max_shard_size", "format", "version", "registry", "tags",
-               "trace_timeout"}
+               "trace_timeout", "serving_warmup"}
 _SPEC_FIELDS = {"name", "dtype", "shape"}
 _SIGNATURE_FIELDS = {"method", "inputs", "inputs_as"}
 INPUTS_AS = ("auto", "positional", "list", "dict")
@@ -141,6 +142,8 @@ class JobSpec:
     registry: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     trace_timeout: float = DEFAULT_TRACE_TIMEOUT
+    # Write the sample inputs as TensorFlow Serving's warmup requests (imageformat/serving_warmup.py).
+    serving_warmup: bool = False
     source: str = "<jobs>"
     # The jobs file's directory: relative paths and factory modules are looked up there.
     base_dir: str | None = None
@@ -285,6 +288,13 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
                                              f"got {trace_timeout!r}")
         trace_timeout = DEFAULT_TRACE_TIMEOUT
 
+    serving_warmup = raw.get("serving_warmup", False)
+    if not isinstance(serving_warmup, bool):
+        problems.add(label, "serving_warmup", f"must be true or false, got {serving_warmup!r}")
+        serving_warmup = False
+    elif serving_warmup and not sample_inputs and signatures:
+        problems.add(label, "serving_warmup", "needs sample_inputs: the warmup requests are made from them")
+
     registry = raw.get("registry", default_registry)
     if registry is None:
         problems.add(label, "registry", "no registry: set it on the job, at the top of the file, or pass --registry")
@@ -307,7 +317,8 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     job = JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
                   signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
                   max_shard_size=max_shard_size, format=saved_format, version=version, registry=registry, tags=tags,
-                  trace_timeout=float(trace_timeout), source=source, base_dir=base_dir, raw=dict(raw))
+                  trace_timeout=float(trace_timeout), serving_warmup=serving_warmup, source=source,
+                  base_dir=base_dir, raw=dict(raw))
     arrays = {}
     for key in sample_inputs:
         try:

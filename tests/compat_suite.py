@@ -6,8 +6,9 @@ fingerprint hashes; the servable form loaded by stock TensorFlow (Python,
 saved_model_cli, C++ LoadSavedModel), TensorFlow's own Python loaders
 (TFSMLayer) on a .cpb, and the C++ loader (cc/) built against that
 TensorFlow's wheel; storage's retry layer on every Python, the job lines of
-Beam's worker processes where Beam's GCP extra is absent, and Keras models
-with several inputs exported by the pipeline (Keras 2 on TensorFlow 2.15).
+Beam's worker processes where Beam's GCP extra is absent, Keras models
+with several inputs exported by the pipeline (Keras 2 on TensorFlow 2.15),
+and TensorFlow Serving's warmup requests written and replayed.
 conftest.py marks their tests `compat`; tools/compat.py passes these files
 (plus INSTALLED_FILES) to pytest, so no other test module (and its
 dependencies: emulators, Terraform parsing) is even collected there.
@@ -35,6 +36,8 @@ COMPAT_FILES = frozenset({
     "test_job_progress.py",
     # Keras models with several inputs through the pipeline: Keras 2 (TensorFlow 2.15) and Keras 3.
     "test_keras_inputs.py",
+    # TensorFlow Serving's warmup file, written and replayed with each TensorFlow's TFRecord and TensorProto.
+    "test_serving_warmup.py",
 })
 
 # Checks of the installed wheel itself (marked `installed`; deselected by default).

@@ -15,3 +15,10 @@ FINGERPRINT_PB = "fingerprint.pb"
 # finished export once one of these exists, so publishers write it last. A
 # split save writes the .cpb, so it is looked for first.
 PROGRAM_FILES = (SAVED_MODEL_CPB, SAVED_MODEL_PB)
+
+# Files for the serving system, not TensorFlow: TensorFlow's save never writes here and
+# its loaders never read it.
+ASSETS_EXTRA = "assets.extra"
+# TensorFlow Serving replays the requests in this file (TFRecord, one PredictionLog
+# each) when it loads the SavedModel, so the first real request finds it warm.
+SERVING_WARMUP_REQUESTS = f"{ASSETS_EXTRA}/tf_serving_warmup_requests"

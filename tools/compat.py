@@ -126,8 +126,8 @@ def build_sdist(python: Path, out: Path) -> Path:
     [sdist] = out.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    required = {"imageformat/_highwayhash.c", "imageformat/proto/chunk.proto",
-                "imageformat/proto/versions.proto", "setup.py", "pyproject.toml"}
+    required = {"imageformat/_highwayhash.c", "imageformat/proto/chunk.proto", "imageformat/proto/versions.proto",
+                "imageformat/proto/serving_warmup.proto", "setup.py", "pyproject.toml"}
     missing = sorted(required - names)
     if missing:
         raise SystemExit(f"[compat] {sdist.name} lacks {', '.join(missing)}")

@@ -59,6 +59,8 @@ class ExportTask:
     python_path: tuple[str, ...] = ()
     launch_dir: str | None = None
     trace_timeout: float = DEFAULT_TRACE_TIMEOUT
+    # The sample inputs as TensorFlow Serving's warmup requests in assets.extra/ (save.py).
+    serving_warmup: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -35,12 +35,29 @@ def compare_outputs(name: str, golden: np.ndarray, actual: np.ndarray) -> str | 
     return None
 
 
+def _call_and_compare(loaded: Any, signature: str, feeds: dict[str, np.ndarray], golden: dict[str, np.ndarray],
+                      what: str) -> list[str]:
+    """Problems of calling ``signature`` with ``feeds``: missing, failing, or outputs unlike the golden ones."""
+    import tensorflow as tf
+    if signature not in loaded.signatures:
+        return [f"{what}: missing after reload (has {sorted(loaded.signatures)})"]
+    try:
+        outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in feeds.items()})
+    except (TypeError, ValueError, tf.errors.OpError) as error:
+        return [f"{what}: calling {signature!r} failed: {str(error).splitlines()[0]}"]
+    expected_names = {k.partition("/")[2] for k in golden if k.startswith(signature + "/")}
+    problems = [] if set(outputs) == expected_names else [
+        f"{what}: outputs {sorted(outputs)}, golden {sorted(expected_names)}"]
+    found = (compare_outputs(f"{signature}/{name}", golden[f"{signature}/{name}"], outputs[name].numpy())
+             for name in sorted(expected_names & set(outputs)))
+    return problems + [problem for problem in found if problem]
+
+
 def check(model_dir: str, inputs_npz: str, golden_npz: str,
           phase: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     phase("starting TensorFlow")
-    import tensorflow as tf
-
     from tf_bigexport import imageformat
+    from tf_bigexport.imageformat import serving_warmup
     from tf_bigexport.imageformat.fingerprints import compute_fingerprint_bytes, fingerprint_dict
 
     with np.load(inputs_npz, allow_pickle=False) as npz:
@@ -56,18 +73,13 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str,
         signature, _, input_name = key.partition("/")
         by_signature.setdefault(signature, {})[input_name] = value
     for signature, feeds in sorted(by_signature.items()):
-        if signature not in loaded.signatures:
-            problems.append(f"signature {signature!r} missing after reload (has {sorted(loaded.signatures)})")
-            continue
         phase(f"calling {signature}")
-        outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in feeds.items()})
-        expected_names = {k.partition("/")[2] for k in golden if k.startswith(signature + "/")}
-        if set(outputs) != expected_names:
-            problems.append(f"signature {signature!r}: outputs {sorted(outputs)}, golden {sorted(expected_names)}")
-        for name in sorted(expected_names & set(outputs)):
-            problem = compare_outputs(f"{signature}/{name}", golden[f"{signature}/{name}"], outputs[name].numpy())
-            if problem:
-                problems.append(problem)
+        problems += _call_and_compare(loaded, signature, feeds, golden, what=f"signature {signature!r}")
+    # What TensorFlow Serving does at load time: a request that fails there keeps the version from loading.
+    warmup = serving_warmup.read_requests(model_dir)
+    for number, (signature, feeds) in enumerate(warmup, start=1):
+        phase(f"replaying warmup request {number} of {len(warmup)}")
+        problems += _call_and_compare(loaded, signature, feeds, golden, what=f"warmup request {number} ({signature!r})")
     del loaded
     phase("recomputing the fingerprint")
     return {"problems": problems, "fingerprint": fingerprint_dict(compute_fingerprint_bytes(model_dir))}

@@ -75,7 +75,8 @@ def save_progress(label: str, stream: TextIO | None = None) -> Iterator[Callable
 
 def save_model(task: ExportTask, traced: Any, golden_npz: bytes,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Writes <work_dir>/saved_model and the golden outputs beside it; returns what the save produced.
+    """Writes <work_dir>/saved_model (with the job's warmup requests) and the golden outputs beside
+    it; returns what the save produced.
 
     ``progress(bytes_written, expected_total)`` is called as the program file is written.
     """
@@ -83,6 +84,9 @@ def save_model(task: ExportTask, traced: Any, golden_npz: bytes,
     final_dir = saved_dir(task.work_dir)
     with replacing_directory(final_dir) as temp_dir:  # .saved_model.tmp-<hex>, which gc recognizes
         save_in_format(task, traced, temp_dir, progress)
+        if task.serving_warmup:
+            from tf_bigexport.imageformat import serving_warmup
+            serving_warmup.write_requests(temp_dir, task.sample_inputs, model_name=task.model_name)
     write_file(os.path.join(task.work_dir, GOLDEN), golden_npz)
     proto_file = proto_file_of(final_dir)
     chunks = count_chunks(os.path.join(final_dir, proto_file)) if proto_file.endswith(".cpb") else 1
