@@ -176,7 +176,7 @@ def test_verify_stage_replays_the_requests_and_reports_one_that_fails(published,
     [wrong_name] = problems_with({"serving_default": {"tokenz": tokens}})
     assert wrong_name.startswith("warmup request 1 ('serving_default'): calling 'serving_default' failed")
     [other_values] = problems_with({"serving_default": {"tokens": tokens[::-1]}})
-    assert other_values.startswith("serving_default/") and "golden" in other_values
+    assert other_values.startswith("warmup request 1 ('serving_default'): serving_default/") and "golden" in other_values
     [missing] = problems_with({"classify": {"tokens": tokens}})
     assert missing.startswith("warmup request 1 ('classify'): missing after reload")
 

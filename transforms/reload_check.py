@@ -36,8 +36,9 @@ def compare_outputs(name: str, golden: np.ndarray, actual: np.ndarray) -> str | 
 
 
 def _call_and_compare(loaded: Any, signature: str, feeds: dict[str, np.ndarray], golden: dict[str, np.ndarray],
-                      what: str) -> list[str]:
-    """Problems of calling ``signature`` with ``feeds``: missing, failing, or outputs unlike the golden ones."""
+                      what: str, *, name_every_problem: bool = False) -> list[str]:
+    """Problems of calling ``signature`` with ``feeds``: missing, failing, or outputs unlike the golden
+    ones (those start with ``what`` too if ``name_every_problem``)."""
     import tensorflow as tf
     if signature not in loaded.signatures:
         return [f"{what}: missing after reload (has {sorted(loaded.signatures)})"]
@@ -50,7 +51,8 @@ def _call_and_compare(loaded: Any, signature: str, feeds: dict[str, np.ndarray],
         f"{what}: outputs {sorted(outputs)}, golden {sorted(expected_names)}"]
     found = (compare_outputs(f"{signature}/{name}", golden[f"{signature}/{name}"], outputs[name].numpy())
              for name in sorted(expected_names & set(outputs)))
-    return problems + [problem for problem in found if problem]
+    prefix = f"{what}: " if name_every_problem else ""
+    return problems + [prefix + problem for problem in found if problem]
 
 
 def check(model_dir: str, inputs_npz: str, golden_npz: str,
@@ -79,7 +81,8 @@ def check(model_dir: str, inputs_npz: str, golden_npz: str,
     warmup = serving_warmup.read_requests(model_dir)
     for number, (signature, feeds) in enumerate(warmup, start=1):
         phase(f"replaying warmup request {number} of {len(warmup)}")
-        problems += _call_and_compare(loaded, signature, feeds, golden, what=f"warmup request {number} ({signature!r})")
+        problems += _call_and_compare(loaded, signature, feeds, golden, what=f"warmup request {number} ({signature!r})",
+                                      name_every_problem=True)
     del loaded
     phase("recomputing the fingerprint")
     return {"problems": problems, "fingerprint": fingerprint_dict(compute_fingerprint_bytes(model_dir))}
