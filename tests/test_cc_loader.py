@@ -66,7 +66,7 @@ def _saved_by_case(case: tf_model_zoo.ModelCase) -> Callable[[Path, Path], Path]
     def save(export_dir: Path, workdir: Path) -> Path:
         obj = case.build(str(workdir))
         if isinstance(obj, tf.keras.Model):
-            return export_keras_cpb(obj, export_dir, [tf.TensorSpec([None, *obj.input_shape[1:]], tf.float32)])
+            return export_keras_cpb(obj, export_dir, [tf.TensorSpec([None, *obj.input_shape[1:]], obj.inputs[0].dtype)])
         return save_cpb(obj, export_dir, case.signatures(obj))
     return save
 

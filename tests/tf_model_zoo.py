@@ -121,6 +121,65 @@ def _mobilenet_case() -> ModelCase:
     )
 
 
+# --- Keras text classifier: StringLookup, Embedding, LSTM --------------------
+# The LSTM is a while loop over TensorList ops, and Keras 2 wraps it in functions
+# marked for the CPU/GPU implementation selector; StringLookup is a lookup table
+# Keras owns.
+
+_TEXT_VOCABULARY = [f"w{i}" for i in range(40)]
+_SENTENCES = np.array([[b"w1", b"w2", b"unknown", b"w39"], [b"w3", b"w3", b"w0", b"w7"]])
+
+
+def _text_lstm_case() -> ModelCase:
+    def build(workdir: str) -> Any:
+        tf.keras.utils.set_random_seed(5)
+        layers = tf.keras.layers
+        words = tf.keras.Input(shape=(None,), dtype="string", name="words")
+        ids = layers.StringLookup(vocabulary=_TEXT_VOCABULARY)(words)
+        hidden = layers.LSTM(8)(layers.Embedding(len(_TEXT_VOCABULARY) + 1, 16)(ids))
+        return tf.keras.Model(words, layers.Dense(3, activation="softmax")(hidden))
+
+    def call_loaded(loaded: Any) -> dict[str, np.ndarray]:
+        (output,) = loaded.signatures["serving_default"](tf.constant(_SENTENCES)).values()
+        return {"probabilities": output.numpy()}
+
+    return ModelCase(
+        name="keras_text_lstm",
+        build=build,
+        signatures=lambda obj: None,
+        call_original=lambda model: {"probabilities": np.asarray(model(tf.constant(_SENTENCES)))},
+        call_loaded=call_loaded,
+    )
+
+
+# --- Keras transformer block: MultiHeadAttention, LayerNormalization, gelu ----
+
+_TOKENS = np.random.default_rng(11).integers(0, 100, size=(2, 12)).astype(np.int32)
+
+
+def _transformer_case() -> ModelCase:
+    def build(workdir: str) -> Any:
+        tf.keras.utils.set_random_seed(6)
+        layers = tf.keras.layers
+        tokens = tf.keras.Input(shape=(12,), dtype="int32", name="tokens")
+        x = layers.Embedding(100, 32)(tokens)
+        x = layers.LayerNormalization()(x + layers.MultiHeadAttention(num_heads=4, key_dim=8)(x, x))
+        x = layers.LayerNormalization()(x + layers.Dense(32)(layers.Dense(64, activation="gelu")(x)))
+        return tf.keras.Model(tokens, layers.Dense(5)(layers.GlobalAveragePooling1D()(x)))
+
+    def call_loaded(loaded: Any) -> dict[str, np.ndarray]:
+        (output,) = loaded.signatures["serving_default"](tf.constant(_TOKENS)).values()
+        return {"logits": output.numpy()}
+
+    return ModelCase(
+        name="keras_transformer",
+        build=build,
+        signatures=lambda obj: None,
+        call_original=lambda model: {"logits": np.asarray(model(tf.constant(_TOKENS)))},
+        call_loaded=call_loaded,
+    )
+
+
 # --- StaticHashTable with a vocabulary asset --------------------------------
 
 class Vocabulary(tf.Module):
@@ -293,6 +352,8 @@ CASES = [
     _scaler_case(),
     _multi_head_case(),
     _mobilenet_case(),
+    _text_lstm_case(),
+    _transformer_case(),
     _vocabulary_case(),
     _many_functions_case(),
     _custom_module_case(),
