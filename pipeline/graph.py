@@ -31,6 +31,7 @@ def to_task(job: JobSpec, *, work_root: str, run_id: str, storage_options: dict 
         model_name=job.name,
         job_key=f"{job.name}.{run_id}",
         factory=job.factory,
+        saved_model=job.saved_model,
         factory_kwargs=dict(job.factory_kwargs),
         checkpoint=job.checkpoint,
         signatures=tuple(SignatureTask(key=s.key, method=s.method,

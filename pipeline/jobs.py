@@ -6,10 +6,11 @@ A jobs file is YAML or JSON. Top level (unknown keys are rejected)::
     jobs:                             # required, non-empty list
       - name: resnet                  # model name: 1-128 of [A-Za-z0-9._-], no '..'
         factory: my_pkg.models:build  # "package.module:function" -> tf.Module or Keras model
+        # saved_model: ./trained/resnet  # or, instead of factory: a SavedModel to publish (path or URI)
         factory_kwargs: {width: 64}   # optional keyword arguments for the factory
         checkpoint: /ckpt/model-100   # optional tf.train.Checkpoint prefix restored into the model
         signatures:                   # required, signature key -> list of TensorSpecs
-          serving_default:            #   (the model's __call__ is traced) ...
+          serving_default:            #   (the model's __call__, or a saved_model's own signature, is traced) ...
             - {name: images, dtype: float32, shape: [null, 96, 96, 3]}
           classify:                   # ... or {method, inputs[, inputs_as]} to trace another method
             method: classify
@@ -51,7 +52,7 @@ from tf_bigexport.pipeline.sample_inputs import SampleProblems, load_samples
 from tf_bigexport.storage import is_uri, uri_problem
 from tf_bigexport.storage.names import MODEL_NAME_RULE, VERSION_RULE, model_name_problem, parse_version
 from tf_bigexport.suggestions import did_you_mean
-from tf_bigexport.transforms.elements import DEFAULT_TRACE_TIMEOUT
+from tf_bigexport.transforms.elements import DEFAULT_TRACE_TIMEOUT, SAVED_SIGNATURE
 
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
 DEFAULT_MAX_SHARD_SIZE = 1 << 30
@@ -80,7 +81,7 @@ _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _FACTORY = re.compile(rf"(?=.{{1,256}}\Z){_DOTTED}:{_DOTTED}", re.ASCII | re.DOTALL)
 
 _TOP_FIELDS = {"jobs", "registry"}
-_JOB_FIELDS = {"name", "factory", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
+_JOB_FIELDS = {"name", "factory", "saved_model", "factory_kwargs", "checkpoint", "signatures", "sample_inputs",
                "split_threshold", "max_shard_size", "format", "version", "registry", "tags",
                "trace_timeout", "serving_warmup"}
 _SPEC_FIELDS = {"name", "dtype", "shape"}
@@ -130,8 +131,10 @@ class SampleInputsDecl:
 @dataclasses.dataclass(frozen=True, eq=False)
 class JobSpec:
     name: str
-    factory: str
+    factory: str | None  # None when the job publishes a saved_model
     signatures: tuple[SignatureDecl, ...]
+    # An existing SavedModel (local path or URI) loaded instead of calling a factory.
+    saved_model: str | None = None
     factory_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint: str | None = None
     sample_inputs: Mapping[str, SampleInputsDecl] = dataclasses.field(default_factory=dict)
@@ -252,11 +255,7 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
         label = name
     problems.unknown_fields(label, raw, _JOB_FIELDS)
 
-    factory = raw.get("factory")
-    if not _nonempty_str(factory):
-        problems.add(label, "factory", "required: 'package.module:function'")
-    elif not _FACTORY.fullmatch(factory):
-        problems.add(label, "factory", f"{factory!r} is not of the form 'package.module:function'")
+    factory, saved_model = _parse_source(raw, label, problems, base_dir)
 
     factory_kwargs = raw.get("factory_kwargs", {}) or {}
     if not isinstance(factory_kwargs, Mapping) or not all(isinstance(k, str) for k in factory_kwargs):
@@ -271,7 +270,8 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
         else:
             checkpoint = _resolve(checkpoint, base_dir)
 
-    signatures = _parse_signatures(raw.get("signatures"), label, problems)
+    signatures = _parse_signatures(raw.get("signatures"), label, problems,
+                                   SAVED_SIGNATURE if saved_model else DEFAULT_METHOD)
     sample_inputs = _parse_sample_inputs(raw.get("sample_inputs"), signatures, label, problems, base_dir)
     split_threshold = _parse_size(raw, "split_threshold", DEFAULT_SPLIT_THRESHOLD, label, problems,
                                   maximum=MAX_SPLIT_THRESHOLD)
@@ -314,7 +314,8 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
 
     if len(problems.lines) > before:
         return None
-    job = JobSpec(name=name, factory=factory, factory_kwargs=dict(factory_kwargs), checkpoint=checkpoint,
+    job = JobSpec(name=name, factory=factory, saved_model=saved_model, factory_kwargs=dict(factory_kwargs),
+                  checkpoint=checkpoint,
                   signatures=signatures, sample_inputs=sample_inputs, split_threshold=split_threshold,
                   max_shard_size=max_shard_size, format=saved_format, version=version, registry=registry, tags=tags,
                   trace_timeout=float(trace_timeout), serving_warmup=serving_warmup, source=source,
@@ -330,7 +331,27 @@ def _parse_job(raw: Any, index: int, problems: _Problems, base_dir: str,
     return dataclasses.replace(job, sample_arrays=arrays)
 
 
-def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[SignatureDecl, ...]:
+def _parse_source(raw: Mapping, label: str, problems: _Problems, base_dir: str) -> tuple[str | None, str | None]:
+    """(factory, saved_model): where the model comes from, exactly one of the two."""
+    factory, saved_model = raw.get("factory"), raw.get("saved_model")
+    if saved_model is not None:
+        if factory is not None:
+            problems.add(label, "saved_model", "give either factory or saved_model, not both")
+        elif not _nonempty_str(saved_model):
+            problems.add(label, "saved_model", "must be a SavedModel directory (a path or URI)")
+        for field, why in (("factory_kwargs", "there is no factory to pass them to"),
+                           ("checkpoint", "a SavedModel carries its own variables")):
+            if field in raw:
+                problems.add(label, field, f"does not go with saved_model: {why}")
+        return None, _resolve(saved_model, base_dir) if _nonempty_str(saved_model) else None
+    if not _nonempty_str(factory):
+        problems.add(label, "factory", "required: 'package.module:function' (or saved_model: a SavedModel to publish)")
+    elif not _FACTORY.fullmatch(factory):
+        problems.add(label, "factory", f"{factory!r} is not of the form 'package.module:function'")
+    return factory, None
+
+
+def _parse_signatures(raw: Any, label: str, problems: _Problems, default_method: str) -> tuple[SignatureDecl, ...]:
     if not isinstance(raw, Mapping) or not raw:
         problems.add(label, "signatures", "required: a mapping of signature key -> list of TensorSpecs")
         return ()
@@ -340,20 +361,22 @@ def _parse_signatures(raw: Any, label: str, problems: _Problems) -> tuple[Signat
         if not isinstance(key, str) or not _SIGNATURE_KEY.fullmatch(key):
             problems.add(label, field, "signature keys must be 1-128 of [A-Za-z0-9_.-], starting with a letter or _")
             continue
-        method = DEFAULT_METHOD
+        method = default_method
         inputs_as = "auto"
         specs_field = field
         if isinstance(body, Mapping):
             problems.unknown_fields(label, body, _SIGNATURE_FIELDS, f"{field}.")
-            method = body.get("method", DEFAULT_METHOD)
+            method = body.get("method", default_method)
             if not isinstance(method, str) or not (method == DEFAULT_METHOD or _IDENTIFIER.fullmatch(method)):
                 problems.add(label, f"{field}.method", f"must be a method name, got {method!r}")
-                method = DEFAULT_METHOD
+                method = default_method
             inputs_as = body.get("inputs_as", "auto")
             if inputs_as not in INPUTS_AS:
                 problems.add(label, f"{field}.inputs_as", f"must be one of {', '.join(INPUTS_AS)}, got "
                                                           f"{inputs_as!r}{did_you_mean(inputs_as, INPUTS_AS)}")
                 inputs_as = "auto"
+            elif method == SAVED_SIGNATURE and inputs_as != "auto":
+                problems.add(label, f"{field}.inputs_as", "a saved signature takes its inputs by name: leave it out")
             specs_field = f"{field}.inputs"
             body = body.get("inputs")
         if not isinstance(body, list):

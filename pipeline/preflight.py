@@ -8,7 +8,8 @@ For every job (the jobs file itself was validated already):
   message says exactly what holds it (a published version and its release
   record, or the job whose claim is not committed, ...);
 - its factory's package can be found (local runners only: on Dataflow the
-  factories live in the worker image), without importing it;
+  factories live in the worker image), without importing it; or its
+  saved_model holds a saved_model.pb|cpb where the workers can read it;
 - if this job key (same --run_id) already published its version, the job is
   done: it is reported from its release record and does no work.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any, Sequence
 
 from tf_bigexport.pipeline.jobs import JobSpec
@@ -56,7 +58,11 @@ def preflight(jobs: Sequence[JobSpec], run: ResolvedRun) -> Preflight:
         except storage.StorageError as e:
             problems.append(f"{where}: {e}")
             continue
-        if not is_dataflow(run.runner):
+        if job.saved_model:
+            missing = _saved_model_problem(job.saved_model, job.registry, run)
+            if missing:
+                problems.append(f"{where}: field 'saved_model': {missing}")
+        elif not is_dataflow(run.runner):
             first = [d for d in (job.base_dir, *run.python_path) if d]
             missing = locate(job.factory, first, run.launch_dir)
             if missing:
@@ -89,6 +95,24 @@ def preflight(jobs: Sequence[JobSpec], run: ResolvedRun) -> Preflight:
         log.info("job=%s already published version %s by this run id (%s); nothing to do",
                  outcome["model_name"], outcome["version"], run.run_id)
     return Preflight(to_run=to_run, done=done)
+
+
+def _saved_model_problem(source: str, registry: str, run: ResolvedRun) -> str | None:
+    """Why `source` cannot be the SavedModel a job publishes, or None; one stat per program file name."""
+    from tf_bigexport import storage
+    from tf_bigexport.savedmodel_files import PROGRAM_FILES
+    local = storage.local_path(source)
+    if local is not None and is_dataflow(run.runner):
+        return f"{source}: a local path, which Dataflow's workers cannot read; use a gs:// URI"
+    if local is not None and not os.path.isdir(local):
+        return f"{source}: no such directory"
+    try:
+        store = storage.open_store(source, storage.options_for(source, registry, run.storage_options))
+        if any(store.info(store.join(name)) is not None for name in PROGRAM_FILES):
+            return None
+    except storage.StorageError as e:
+        return str(e)
+    return f"{storage.display_uri(source)}: no {' or '.join(PROGRAM_FILES)} there: not a SavedModel directory"
 
 
 def _write_problem(registry) -> str | None:

@@ -15,7 +15,7 @@ from .record import ReleaseRecord
 from .registry import PUBLISH_STEPS, Registry
 from .release_state import VersionState
 from .retry import RetryPolicy, is_transient
-from .uris import display_uri, is_remote, is_uri, local_path
+from .uris import display_uri, is_remote, is_uri, local_path, options_for
 from .version_download import checked_local_version, download_version, local_directory, release_record_of
 from .versions import VersionPolicy
 
@@ -23,6 +23,6 @@ __all__ = [
     "FileEntry", "InvalidNameError", "Manifest", "Mismatch", "PUBLISH_STEPS", "Registry", "ReleaseRecord",
     "RetryPolicy", "StorageError", "Store", "VerificationError", "VersionConflictError", "VersionPolicy",
     "VersionState", "build_manifest", "checked_local_version", "display_uri", "download_version", "is_remote",
-    "is_transient", "is_uri", "local_directory", "local_path", "open_store", "release_record_of",
+    "is_transient", "is_uri", "local_directory", "local_path", "open_store", "options_for", "release_record_of",
     "safe_relative_path", "uri_problem",
 ]

@@ -36,6 +36,13 @@ def local_path(location: str) -> str | None:
                            f"(file:///path or file://localhost/path), not the host {host!r}")
 
 
+def options_for(location: str, registry: str, storage_options: dict | None) -> dict | None:
+    """The registry's storage options (endpoint, credentials) for another location on the same
+    backend (scheme); None for a local path or another backend, which use their own defaults."""
+    scheme = _scheme(location)
+    return dict(storage_options or {}) if scheme not in (None, "file") and scheme == _scheme(registry) else None
+
+
 def is_uri(location: str) -> bool:
     """True if `location` has a scheme (gs://, s3://, file://, ...), False for a plain path."""
     return _scheme(location) is not None

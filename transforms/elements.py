@@ -14,6 +14,8 @@ FLOAT_ATOL = 1e-6
 # Building, tracing and computing golden outputs must end within this many
 # seconds unless the job sets its own trace_timeout (docs/jobs.md).
 DEFAULT_TRACE_TIMEOUT = 3600.0
+# The method name of a signature the model already has (a loaded SavedModel's .signatures[key]).
+SAVED_SIGNATURE = "signatures"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +38,7 @@ class ExportTask:
     """One model to export, as the stages need it (built from a job spec)."""
     model_name: str
     job_key: str  # stable for the whole run: Beam retries reuse claims and staging
-    factory: str  # "package.module:function"
+    factory: str | None  # "package.module:function"; None when saved_model is set
     signatures: tuple[SignatureTask, ...]
     registry: str
     work_dir: str  # local scratch directory for this job
@@ -61,6 +63,8 @@ class ExportTask:
     trace_timeout: float = DEFAULT_TRACE_TIMEOUT
     # The sample inputs as TensorFlow Serving's warmup requests in assets.extra/ (save.py).
     serving_warmup: bool = False
+    # An existing SavedModel (local path or URI) loaded instead of calling the factory (trace.py).
+    saved_model: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -1,5 +1,5 @@
-"""Tracing: build the model from its factory, trace the declared signatures,
-and compute golden outputs for the sample inputs.
+"""Tracing: build the model from its factory (or load the job's saved_model), trace
+the declared signatures, and compute golden outputs for the sample inputs.
 
 These run in the process that holds the model (trace_and_save_child.py);
 the Beam stage around them is trace_and_save.py.
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import shutil
 from typing import Any, Mapping
 
 import numpy as np
 
-from tf_bigexport.transforms.elements import ExportTask, SignatureTask
+from tf_bigexport.savedmodel_files import PROGRAM_FILES
+from tf_bigexport.transforms.elements import SAVED_SIGNATURE, ExportTask, SignatureTask
 from tf_bigexport.transforms.factories import import_factory
 
 
@@ -29,12 +32,39 @@ class TracedModel:
     endpoints: dict[str, Any] = dataclasses.field(default_factory=dict)  # signature key -> its tf.function
 
 
+# Where a saved_model given as a URI is downloaded to, in the job's work directory.
+SOURCE_DIR = "source_saved_model"
+
+
 class FactoryError(RuntimeError):
-    """The job's factory raised while building the model."""
+    """The job's factory raised while building the model, or its saved_model could not be loaded."""
+
+
+def load_saved_model(task: ExportTask) -> Any:
+    """The job's saved_model, loaded (a .cpb too): a local directory in place, a URI downloaded into
+    the work directory first, where it stays while the model is saved again (its assets are read then).
+    A published version is checked against its release record on the way."""
+    from tf_bigexport import imageformat, storage
+    source = task.saved_model
+    try:
+        if storage.is_remote(source):
+            directory = os.path.join(task.work_dir, SOURCE_DIR)
+            shutil.rmtree(directory, ignore_errors=True)  # what an interrupted attempt left
+            storage.download_version(source, directory,
+                                     storage.options_for(source, task.registry, task.storage_options))
+        else:
+            directory = storage.checked_local_version(source)
+        if not any(os.path.isfile(os.path.join(directory, name)) for name in PROGRAM_FILES):
+            raise FileNotFoundError(f"no {' or '.join(PROGRAM_FILES)} there: not a SavedModel directory")
+        return imageformat.load(directory)
+    except Exception as e:  # noqa: BLE001 - named with the field that led there
+        raise FactoryError(f"field 'saved_model': {storage.display_uri(source)}: {last_line(e)}") from e
 
 
 def build_model(task: ExportTask) -> Any:
     import tensorflow as tf
+    if task.saved_model:
+        return load_saved_model(task)
     factory = import_factory(task.factory, task.python_path, task.launch_dir)
     try:
         model = factory(**dict(task.factory_kwargs))
@@ -96,14 +126,48 @@ def input_convention(model: Any, method: Any, signature: SignatureTask) -> str:
     return POSITIONAL
 
 
+def _described(inputs: list[tuple[str, str, list | None]]) -> str:
+    """(name, dtype, shape) as "name: dtype[shape], ...", in the order given."""
+    return ", ".join(f"{name}: {dtype}{shape}" for name, dtype, shape in inputs)
+
+
+def _declared(signature: SignatureTask) -> str:
+    return _described([(s.name, s.dtype, list(s.shape)) for s in signature.inputs])
+
+
+def saved_signature(model: Any, signature: SignatureTask) -> Any:
+    """The model's own signature `signature.key`, once the declared inputs are known to fit it."""
+    import tensorflow as tf
+    saved = getattr(model, "signatures", None) or {}
+    field = f"field 'signatures.{signature.key}'"
+    if signature.key not in saved:
+        raise LookupError(f"{field}: the model has no saved signature {signature.key!r} "
+                       f"(it has: {', '.join(sorted(saved)) or 'none'})")
+    function = saved[signature.key]
+    takes = dict(sorted(function.structured_input_signature[1].items()))
+    declared = {s.name: tf.TensorSpec(s.shape, tf.as_dtype(s.dtype)) for s in signature.inputs}
+    fits = sorted(takes) == sorted(declared) and all(
+        takes[name].dtype == spec.dtype and takes[name].shape.is_compatible_with(spec.shape)
+        for name, spec in declared.items())
+    if not fits:
+        shown = _described([(name, spec.dtype.name, spec.shape.as_list() if spec.shape.rank is not None else None)
+                            for name, spec in takes.items()])
+        raise ValueError(f"{field}: the saved signature takes {shown}; the jobs file declares {_declared(signature)}")
+    return function
+
+
 def trace_signature(model: Any, signature: SignatureTask) -> tuple[Any, Any, str]:
     """(tf.function, its concrete function, input convention) for one declared signature."""
     import tensorflow as tf
-    method = target_of(model, signature)
-    convention = input_convention(model, method, signature)
     specs = [tf.TensorSpec(shape=list(s.shape), dtype=tf.as_dtype(s.dtype), name=s.name)
              for s in signature.inputs]
     names = [s.name for s in signature.inputs]
+    if signature.method == SAVED_SIGNATURE:
+        saved = saved_signature(model, signature)  # takes keyword arguments only
+        function = tf.function(lambda *args: saved(**dict(zip(names, args))), input_signature=specs)
+        return function, function.get_concrete_function(), POSITIONAL
+    method = target_of(model, signature)
+    convention = input_convention(model, method, signature)
     if convention == DICT:
         structure = _input_structure(model, method, signature)
         expected = sorted(structure) if isinstance(structure, Mapping) else None
@@ -120,10 +184,9 @@ def trace_signature(model: Any, signature: SignatureTask) -> tuple[Any, Any, str
         return function, function.get_concrete_function(), convention
     except (TypeError, ValueError) as e:
         # TensorFlow's message starts with "in user code:" and a stack; the reason is its last line.
-        declared = ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in signature.inputs)
         how = "" if convention == POSITIONAL else f" (passed as a {convention})"
         message = (f"field 'signatures.{signature.key}': the model's {signature.method} does not accept "
-                   f"the declared inputs ({declared}){how}: {last_line(e)}")
+                   f"the declared inputs ({_declared(signature)}){how}: {last_line(e)}")
         try:
             clearer = type(e)(message)
         except Exception:  # noqa: BLE001 - a subclass with another constructor
