@@ -63,6 +63,8 @@ def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list every chunk of a .cpb and the fields split off into them (else a summary)")
     parser.add_argument("--json", action="store_true",
                         help="machine-readable output (dtypes and shapes as in the release record)")
+    parser.add_argument("--job", action="store_true",
+                        help="print a jobs file that publishes this SavedModel with its signatures (saved_model:)")
 
 
 def _call_arguments(parser: argparse.ArgumentParser) -> None:

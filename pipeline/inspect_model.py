@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from typing import Any
 
 from tf_bigexport.imageformat.fingerprints import HASH_FIELDS, fingerprint_dict
@@ -253,6 +254,37 @@ def format_description(desc: dict[str, Any], *, narrowed: bool = False, chunks: 
     return "\n".join(out).lstrip("\n")
 
 
+# Signature keys TensorFlow keeps for itself (the init op); a jobs file never lists them.
+_RESERVED_PREFIX = "__"
+
+
+def jobs_file_for(desc: dict[str, Any]) -> str:
+    """A jobs file (YAML) whose one job publishes the described SavedModel with the signatures of its
+    serving MetaGraph (the one tagged serve, else the first), inputs declared as the signatures take them."""
+    from tf_bigexport.storage.names import model_name_problem
+    graphs = desc["meta_graphs"]
+    meta_graph = next((mg for mg in graphs if mg["tags"] == ["serve"]), graphs[0])
+    local = storage.local_path(desc["location"])
+    # Absolute: a jobs file resolves relative paths against its own directory, wherever it is written.
+    source = desc["location"] if local is None else os.path.abspath(local)
+    parts = [p for p in source.rstrip("/").split("/") if p]
+    name = parts[-2] if len(parts) > 1 and parts[-1].isdigit() else (parts[-1] if parts else "")
+    lines = ["# tf-bigexport run --jobs THIS_FILE --registry URI", "jobs:",
+             f"  - name: {json.dumps(name if name and not model_name_problem(name) else 'model')}",
+             f"    saved_model: {json.dumps(source)}", "    signatures:"]
+    for key, signature in meta_graph["signatures"].items():
+        if key.startswith(_RESERVED_PREFIX):
+            continue
+        lines.append(f"      {json.dumps(key)}:")
+        for input_name, info in signature["inputs"].items():
+            if info["shape"] is None:
+                raise InspectError(f"{desc['location']}: signature {key!r} input {input_name!r} has an unknown "
+                                   "rank, which a jobs file cannot declare")
+            lines.append(f"        - {{name: {json.dumps(input_name)}, dtype: {info['dtype']}, "
+                         f"shape: {json.dumps(info['shape'])}}}")
+    return "\n".join(lines)
+
+
 def inspect_command(args) -> int:
     narrowed = bool(args.tag_set or args.signature_def)
     try:
@@ -262,7 +294,12 @@ def inspect_command(args) -> int:
         return fail(f"inspect: {e}", ExitCode.USAGE)
     except (OSError, ValueError) as e:
         return fail(f"inspect: {e}")
-    if args.json:
+    if args.job:
+        try:
+            print(jobs_file_for(desc))
+        except InspectError as e:
+            return fail(f"inspect: {e}", ExitCode.USAGE)
+    elif args.json:
         if desc["chunk_layout"] is not None and not args.chunks:
             layout = desc["chunk_layout"]
             layout["chunk_count"], layout["chunked_field_count"] = len(layout["chunks"]), len(layout["chunked_fields"])

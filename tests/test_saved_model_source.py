@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tf_bigexport.pipeline.export import run_export
-from tf_bigexport.pipeline.jobs import JobsFileError, parse_jobs
+from tf_bigexport.pipeline.jobs import JobsFileError, load_jobs_file, parse_jobs
 from tf_bigexport.pipeline.preflight import PreflightError
 
 TOKENS = [{"name": "tokens", "dtype": "string", "shape": [None]}]
@@ -151,6 +151,23 @@ def test_a_published_version_in_object_storage_is_the_source(trained, gcs_emulat
     from tf_bigexport import storage
     with storage.local_directory(f"{registry}/released/1", dict(gcs_emulator.storage_options)) as local:
         _assert_same(_outputs(local), {key: expected[key] for key in SAMPLES})
+
+
+def test_inspect_job_prints_a_jobs_file_that_publishes_the_savedmodel(trained, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from tf_bigexport.pipeline import cli
+    root, _ = trained
+    monkeypatch.chdir(root)
+    assert cli.main(["inspect", "pb", "--job"]) == cli.EXIT_OK
+    written = tmp_path / "jobs.yaml"
+    written.write_text(capsys.readouterr().out)
+    document = yaml.safe_load(written.read_text())
+    assert document["jobs"][0]["saved_model"] == str(root / "pb")  # absolute: the file may go anywhere
+    [job] = load_jobs_file(written, default_registry=str(tmp_path / "reg"))
+    assert job.name == "pb" and job.saved_model == str(root / "pb")
+    assert {s.key: [(i.name, i.dtype, i.shape) for i in s.inputs] for s in job.signatures} == {
+        "serving_default": [("tokens", "string", (None,))], "score": [("tokens", "string", (None, None))]}
 
 
 def test_preflight_refuses_a_source_that_is_no_savedmodel_before_any_work(trained, tmp_path):
