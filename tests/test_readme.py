@@ -16,7 +16,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "<!-- test -->"
 # Not linked into the scratch copy: outputs of earlier runs and caches.
-SKIP = {".git", ".hypothesis", ".bench", "registry", "demo-registry", "mlflow.db", "build", "dist"}
+SKIP = {".git", ".hypothesis", ".bench", "registry", "demo-registry", "mlflow.db", "build", "dist",
+        "republish.yaml", "republished"}
 
 
 def readme() -> str:
