@@ -1,6 +1,7 @@
 """Publishing an existing SavedModel: a job's `saved_model` (instead of a factory)
-is loaded, .pb or .cpb, local or from object storage, and published with its own
-signatures through the same trace, save, reload check and commit as any job.
+is loaded, .pb or .cpb, TensorFlow 2 or 1, local or from object storage, and
+published with its own signatures through the same trace, save, reload check
+and commit as any job.
 """
 from __future__ import annotations
 
@@ -73,7 +74,27 @@ def trained(tmp_path_factory):
     imageformat.save(constants, str(root / "constants"), signatures=serving, max_chunk_size=1 << 20)
     assert (root / "constants" / "saved_model.cpb").is_file()
     expected["constants"] = next(iter(serving(tf.constant(X)).values())).numpy()
+    _save_tf1(str(root / "tf1"))
     return root, expected
+
+
+def _save_tf1(export_dir: str) -> None:
+    """A TensorFlow 1 SavedModel (Session, placeholders, a lookup table initialised by its main op),
+    as estimators and older hub modules left them."""
+    import tensorflow as tf
+    v1 = tf.compat.v1
+    with tf.Graph().as_default(), v1.Session() as session:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        words = v1.placeholder(tf.string, [None], name="words")
+        weights = v1.get_variable("w", initializer=tf.constant([[1.0], [2.0], [3.0]]))
+        table = v1.lookup.StaticHashTable(v1.lookup.KeyValueTensorInitializer(["a", "b"], [1, 2]), -1)
+        session.run([v1.global_variables_initializer(), v1.tables_initializer()])
+        builder = v1.saved_model.Builder(export_dir)
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], main_op=v1.tables_initializer(), signature_def_map={
+                "serving_default": v1.saved_model.predict_signature_def(
+                    {"x": x, "words": words}, {"y": tf.matmul(x, weights), "ids": table.lookup(words)})})
+        builder.save()
 
 
 def _outputs(version_dir: str) -> dict:
@@ -107,6 +128,9 @@ def test_local_pb_and_cpb_published_with_their_own_signatures(trained, tmp_path)
         {"name": "servable", "saved_model": str(root / "constants"), "split_threshold": 1 << 20,
          "signatures": {"serving_default": [{"name": "x", "dtype": "float32", "shape": [None, 256]}]},
          "sample_inputs": {"serving_default": {"x": X.tolist()}}},
+        {"name": "tf1", "saved_model": str(root / "tf1"), "signatures": {"serving_default": [
+            {"name": "x", "dtype": "float32", "shape": [None, 3]}, {"name": "words", "dtype": "string", "shape": [None]}]},
+         "sample_inputs": {"serving_default": {"x": [[1, 1, 1]], "words": ["b", "unknown"]}}},
     ]}, source="jobs.yaml")
     outcomes = {o["model_name"]: o for o in run_export(jobs, ["--work_dir", str(tmp_path / "work")])}
 
@@ -126,6 +150,13 @@ def test_local_pb_and_cpb_published_with_their_own_signatures(trained, tmp_path)
     import tensorflow as tf
     stock = tf.saved_model.load(str(registry / "servable" / "1")).signatures["serving_default"]
     np.testing.assert_array_equal(next(iter(stock(x=tf.constant(X)).values())).numpy(), expected["constants"])
+
+    # A TensorFlow 1 SavedModel comes out a TensorFlow 2 one, its table initialised on load.
+    assert outcomes["tf1"]["status"] == "published", outcomes["tf1"]
+    tf1 = tf.saved_model.load(str(registry / "tf1" / "1")).signatures["serving_default"]
+    got = tf1(x=tf.constant([[1.0, 1.0, 1.0]]), words=tf.constant(["b", "unknown"]))
+    np.testing.assert_array_equal(got["y"].numpy(), [[6.0]])
+    np.testing.assert_array_equal(got["ids"].numpy(), [2, -1])
 
     # What the saved signature takes is in the message, ready to be copied into the jobs file.
     assert outcomes["renamed"]["status"] == "failed"
