@@ -110,3 +110,5 @@ def test_demo_then_every_marked_block_runs_as_written(checkout):
     assert "loadable by stock TensorFlow: no (program proto" in joined
     assert "loadable by stock TensorFlow: yes (plain saved_model.pb" in joined
     assert os.path.isfile(checkout / "registry" / "split" / "2" / "saved_model.pb")
+    # An existing SavedModel republished (saved_model:, written by inspect --job): the .cpb as a plain .pb.
+    assert os.path.isfile(checkout / "republished" / "split" / "1" / "saved_model.pb")
