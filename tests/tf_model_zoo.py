@@ -139,15 +139,20 @@ def _text_lstm_case() -> ModelCase:
         hidden = layers.LSTM(8)(layers.Embedding(len(_TEXT_VOCABULARY) + 1, 16)(ids))
         return tf.keras.Model(words, layers.Dense(3, activation="softmax")(hidden))
 
+    return _keras_case("keras_text_lstm", build, _SENTENCES, "probabilities")
+
+
+def _keras_case(name: str, build: Callable[[str], Any], inputs: np.ndarray, output: str) -> ModelCase:
+    """A one-input Keras model saved with its default serving signature."""
     def call_loaded(loaded: Any) -> dict[str, np.ndarray]:
-        (output,) = loaded.signatures["serving_default"](tf.constant(_SENTENCES)).values()
-        return {"probabilities": output.numpy()}
+        (value,) = loaded.signatures["serving_default"](tf.constant(inputs)).values()
+        return {output: value.numpy()}
 
     return ModelCase(
-        name="keras_text_lstm",
+        name=name,
         build=build,
         signatures=lambda obj: None,
-        call_original=lambda model: {"probabilities": np.asarray(model(tf.constant(_SENTENCES)))},
+        call_original=lambda model: {output: np.asarray(model(tf.constant(inputs)))},
         call_loaded=call_loaded,
     )
 
@@ -167,17 +172,7 @@ def _transformer_case() -> ModelCase:
         x = layers.LayerNormalization()(x + layers.Dense(32)(layers.Dense(64, activation="gelu")(x)))
         return tf.keras.Model(tokens, layers.Dense(5)(layers.GlobalAveragePooling1D()(x)))
 
-    def call_loaded(loaded: Any) -> dict[str, np.ndarray]:
-        (output,) = loaded.signatures["serving_default"](tf.constant(_TOKENS)).values()
-        return {"logits": output.numpy()}
-
-    return ModelCase(
-        name="keras_transformer",
-        build=build,
-        signatures=lambda obj: None,
-        call_original=lambda model: {"logits": np.asarray(model(tf.constant(_TOKENS)))},
-        call_loaded=call_loaded,
-    )
+    return _keras_case("keras_transformer", build, _TOKENS, "logits")
 
 
 # --- StaticHashTable with a vocabulary asset --------------------------------
