@@ -161,16 +161,21 @@ def make_user_directory(path: Path) -> None:
         (package / "__init__.py").write_text(f'"""The user\'s own {name} package."""\nUSER_PACKAGE = True\n')
 
 
-def test_row(row: Row, args: argparse.Namespace, sdist: Path) -> dict:
-    started = time.monotonic()
-    python = find_python(row.python)
-    venv = WORK / f"tf{row.tensorflow}-py{row.python}"
+def row_venv(venv: Path, row: Row, args: argparse.Namespace) -> Path:
+    """The row's venv at ``venv`` (made with the row's Python, kept for a rerun unless --fresh); its python."""
     if args.fresh:
         shutil.rmtree(venv, ignore_errors=True)
-    if not (venv / "bin" / "python").exists():
-        run([python, "-m", "venv", venv])
-        run([venv / "bin" / "python", "-m", "pip", "install", "--upgrade", "pip"])
     py = venv / "bin" / "python"
+    if not py.exists():
+        run([find_python(row.python), "-m", "venv", venv])
+        run([py, "-m", "pip", "install", "--upgrade", "pip"])
+    return py
+
+
+def test_row(row: Row, args: argparse.Namespace, sdist: Path) -> dict:
+    started = time.monotonic()
+    venv = WORK / f"tf{row.tensorflow}-py{row.python}"
+    py = row_venv(venv, row, args)
     # The user's TensorFlow first, on its own: what our wheel then adds must not replace it.
     run([py, "-m", "pip", "install", f"{row.distribution}=={row.tensorflow}.*"])
     wheel = build_wheel(venv, REPO, WORK / "wheels" / f"py{row.python}")
@@ -201,12 +206,7 @@ def full_suite_row(row: Row, args: argparse.Namespace) -> dict:
     """The whole suite from the repository, on the row's TensorFlow and Python (-rs: why each skip)."""
     started = time.monotonic()
     venv = WORK / f"full-tf{row.tensorflow}-py{row.python}"
-    if args.fresh:
-        shutil.rmtree(venv, ignore_errors=True)
-    if not (venv / "bin" / "python").exists():
-        run([find_python(row.python), "-m", "venv", venv])
-        run([venv / "bin" / "python", "-m", "pip", "install", "--upgrade", "pip"])
-    py = venv / "bin" / "python"
+    py = row_venv(venv, row, args)
     run([py, "-m", "pip", "install", "-e", f"{REPO}[suite]", f"{row.distribution}=={row.tensorflow}.*"])
     run([py, "-m", "pip", "check"])
     versions = installed_versions(py, row)

@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tf_bigexport.savedmodel_files import PROGRAM_FILES
 from tf_bigexport.transforms.elements import SAVED_SIGNATURE, ExportTask, SignatureTask
 from tf_bigexport.transforms.factories import import_factory
 
@@ -54,8 +53,7 @@ def load_saved_model(task: ExportTask) -> Any:
                                      storage.options_for(source, task.registry, task.storage_options))
         else:
             directory = storage.checked_local_version(source)
-        if not any(os.path.isfile(os.path.join(directory, name)) for name in PROGRAM_FILES):
-            raise FileNotFoundError(f"no {' or '.join(PROGRAM_FILES)} there: not a SavedModel directory")
+        # The preflight found saved_model.pb|cpb there; if it went since, TensorFlow's loader says so.
         return imageformat.load(directory)
     except Exception as e:  # noqa: BLE001 - named with the field that led there
         raise FactoryError(f"field 'saved_model': {storage.display_uri(source)}: {last_line(e)}") from e
